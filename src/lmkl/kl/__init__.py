@@ -1,0 +1,29 @@
+"""KL estimators for language models: per-token statistics, value estimators, gradient surrogates.
+
+    stats = token_stats(logits_p, logits_q, tokens, mask)   # KL(p‖q), y ~ p
+    values = estimate(stats, "rb")                          # [B]; their mean is the estimate
+    summ = summarize(values)                                # Estimate(mean, stderr, ci, n, frac_negative)
+    loss = kl_surrogate(logits_p, logits_q, tokens, mask, form="rb_causal")  # [B]
+
+Pure tensor math (torch only): this package never imports transformers or any other lmkl layer.
+"""
+
+from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
+from lmkl.kl.summary import Estimate, summarize
+from lmkl.kl.surrogates import SURROGATE_FORMS, UNBIASED_FORMS, kl_surrogate, surrogate_from_stats
+from lmkl.kl.token_stats import TokenStats, token_stats
+
+__all__ = [
+    "CROSSFITTED",
+    "ESTIMATORS",
+    "SURROGATE_FORMS",
+    "UNBIASED",
+    "UNBIASED_FORMS",
+    "Estimate",
+    "TokenStats",
+    "estimate",
+    "kl_surrogate",
+    "summarize",
+    "surrogate_from_stats",
+    "token_stats",
+]
