@@ -1,0 +1,137 @@
+"""Config sections shared by every stage (the stage modules add their own sections).
+
+Each dataclass checks its values in `__post_init__` and raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lmkl.kl import ESTIMATORS
+from lmkl.stages.config import config_error
+
+
+@dataclass
+class ProfileSection:
+    """Which profile this is and where its outputs go: results/<name>/, figures/<name>/."""
+
+    name: str = "tiny"
+    results_root: str = "results"
+    figures_root: str = "figures"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise config_error("profile.name", "a non-empty folder name", self.name)
+
+
+@dataclass
+class SweepSection:
+    """The training sweep: one run per estimator × beta × seed (Snakemake reads these lists)."""
+
+    estimators: list[str] = field(default_factory=lambda: ["mc", "rb"])
+    betas: list[float] = field(default_factory=lambda: [0.05, 0.1])
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        for e in self.estimators:
+            if e not in ("mc", "rb"):
+                raise config_error("sweep.estimators", "training estimators among ['mc', 'rb']", e)
+        for b in self.betas:
+            if b < 0:
+                raise config_error("sweep.betas", "values ≥ 0", b)
+        if not (self.estimators and self.betas and self.seeds):
+            raise config_error("sweep", "non-empty estimators, betas and seeds", "an empty list")
+
+
+@dataclass
+class WandbSection:
+    """W&B logging: offline without credentials (see lmkl.tracking)."""
+
+    enabled: bool = True
+    project: str = "lmkl"
+
+
+@dataclass
+class RunSection:
+    """The single run a train/evaluate stage works on (top-level keys estimator, beta, seed)."""
+
+    estimator: str = "rb"
+    beta: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ("mc", "rb"):
+            raise config_error("estimator", "one of ['mc', 'rb'] for training", self.estimator)
+        if self.beta < 0:
+            raise config_error("beta", "a KL coefficient ≥ 0", self.beta)
+
+
+VALUE_ESTIMATORS = sorted(ESTIMATORS)
+
+
+# --- assets: the model, reward and data groups (conf/model, conf/reward, conf/data) -------------
+
+
+@dataclass
+class ModelSection:
+    """The reference model (also the policy's initialisation), as the download/pretrain stages build it."""
+
+    name: str = "tiny-gpt2"
+    source: str = "pretrain"  # pretrain (tiny, built locally) | smollm2_wheel | hub
+    hub_id: str | None = None  # for source=hub, e.g. lvwerra/gpt2-imdb
+    dtype: str = "float32"
+    # GPT-2 architecture for source=pretrain
+    vocab_size: int = 4096
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    n_positions: int = 128
+
+    def __post_init__(self) -> None:
+        if self.source not in ("pretrain", "smollm2_wheel", "hub"):
+            raise config_error("model.source", "one of pretrain, smollm2_wheel, hub", self.source)
+        if self.source == "hub" and not self.hub_id:
+            raise config_error("model.hub_id", "a model id for source=hub", self.hub_id)
+        if self.dtype not in ("float32", "bfloat16", "float16", "float64"):
+            raise config_error("model.dtype", "float32, bfloat16, float16 or float64", self.dtype)
+
+
+@dataclass
+class RewardSection:
+    """The reward: VADER's compound score, or a sentiment classifier's positive-class logit."""
+
+    kind: str = "vader"  # vader | classifier
+    hub_id: str | None = None  # for kind=classifier, e.g. lvwerra/distilbert-imdb
+    positive_label: str = "POSITIVE"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("vader", "classifier"):
+            raise config_error("reward.kind", "vader or classifier", self.kind)
+        if self.kind == "classifier" and not self.hub_id:
+            raise config_error("reward.hub_id", "a model id for kind=classifier", self.hub_id)
+        if self.batch_size < 1:
+            raise config_error("reward.batch_size", "≥ 1", self.batch_size)
+
+
+@dataclass
+class DataSection:
+    """Where prompts come from and how they are cut: review prefixes of min_words..max_words."""
+
+    source: str = "uci"  # uci (committed data/) | hf_imdb (datasets: stanfordnlp/imdb)
+    hf_dataset: str = "stanfordnlp/imdb"
+    min_words: int = 2
+    max_words: int = 8
+    test_fraction: float = 0.2
+    max_train_prompts: int | None = None
+    max_test_prompts: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in ("uci", "hf_imdb"):
+            raise config_error("data.source", "uci or hf_imdb", self.source)
+        if not 1 <= self.min_words <= self.max_words:
+            raise config_error("data.min_words/max_words", "1 ≤ min_words ≤ max_words", (self.min_words, self.max_words))
+        if not 0 < self.test_fraction < 1:
+            raise config_error("data.test_fraction", "a fraction in (0, 1)", self.test_fraction)
