@@ -42,8 +42,13 @@ def crossfit_coefficients(x: torch.Tensor, z: torch.Tensor, folds: int | None = 
     mx = (sx.sum() - sx) / m.clamp(min=1)
     mz = (sz.sum() - sz) / m.clamp(min=1)
     cov = (sxz.sum() - sxz) / m.clamp(min=1) - mx * mz
-    var = (szz.sum() - szz) / m.clamp(min=1) - mz * mz
+    ezz = (szz.sum() - szz) / m.clamp(min=1)
+    var = ezz - mz * mz
     coef = -cov / var
-    ok = (m >= MIN_FIT_SAMPLES) & torch.isfinite(coef) & (var > 0)
+    # var is a difference of raw moments taken as "total minus own fold": when every fitting sample
+    # has the same z it is rounding residue of the order eps·Σz²/m (own fold included), not 0, and
+    # −cov/var would then depend on the fold's own values, breaking the unbiasedness argument.
+    tiny = 64 * torch.finfo(var.dtype).eps * szz.sum() / m.clamp(min=1)
+    ok = (m >= MIN_FIT_SAMPLES) & torch.isfinite(coef) & (var > tiny)
     coef = torch.where(ok, coef, torch.zeros_like(coef))
     return coef[fold]
