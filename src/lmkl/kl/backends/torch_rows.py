@@ -24,8 +24,11 @@ def row_stats(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[to
     log_q = torch.log_softmax(zq, dim=-1)  # [n, V]
     p = log_p.exp()
     # Mask before multiplying: where p = 0 the term is 0 even if log q = −inf (no 0·∞ = NaN);
-    # where p > 0 and q = 0 the term is +inf, as the KL is.
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=p.dtype, device=p.device))
+    # where p > 0 and q = 0 the term is +inf, as the KL is. The difference is masked too: with
+    # log p = −inf it is −inf (or NaN), and the backward of p·diff would multiply it by 0 → NaN.
+    support = p > 0
+    zero = torch.zeros((), dtype=p.dtype, device=p.device)
+    terms = torch.where(support, p * torch.where(support, log_p - log_q, zero), zero)
     kl = terms.sum(dim=-1)
     idx = tok.unsqueeze(-1)
     return log_p.gather(-1, idx).squeeze(-1), log_q.gather(-1, idx).squeeze(-1), kl
