@@ -56,8 +56,18 @@ def token_stats(
     check_tokens_mask(tokens, mask, B, T, V)
     fn = backends.resolve(backend, logits_p)
     rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
-    # Select the real rows first: masked positions never enter any computation.
-    logp_n, logq_n, kl_n = fn(logits_p[mask], logits_q[mask], tokens[mask].long())  # each [N]
+    # Only the real rows enter any computation (junk at masked positions is never read and gets zero
+    # gradient). A backend that takes a row index reads them in place from the [B·T, V] views;
+    # otherwise the N real rows are gathered first, which copies them unless every position is real.
+    flat_p, flat_q = logits_p.reshape(B * T, V), logits_q.reshape(B * T, V)  # views when contiguous
+    flat_tok = tokens.reshape(B * T).long()
+    if bool(mask.all()):
+        logp_n, logq_n, kl_n = fn(flat_p, flat_q, flat_tok)
+    elif getattr(fn, "accepts_row_index", False):
+        index = mask.reshape(B * T).nonzero().squeeze(-1)  # [N] flat indices of the real rows
+        logp_n, logq_n, kl_n = fn(flat_p, flat_q, flat_tok, rows=index)
+    else:
+        logp_n, logq_n, kl_n = fn(logits_p[mask], logits_q[mask], tokens[mask].long())  # each [N]
     check_no_nan(logp_n, "logits_p", rows)
     check_no_nan(logq_n, "logits_q", rows)
     check_no_nan(kl_n, "logits_p/logits_q", rows)

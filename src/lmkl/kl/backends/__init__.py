@@ -5,7 +5,9 @@ A backend maps rows of logits to the three per-row statistics, for the N unmaske
     fn(logits_p [N, V], logits_q [N, V], tokens [N]) -> (logp [N], logq [N], kl [N])
 
 in the accumulation dtype (float64 for float64 inputs, float32 otherwise), differentiable with
-respect to both logits. Validation, masking and the scatter back to [B, T] happen once, in
+respect to both logits. A backend whose function has the attribute `accepts_row_index = True` is
+instead called as `fn(flat_p [R, V], flat_q [R, V], flat_tokens [R], rows=index [N])` and reads only
+the indexed rows, chunk by chunk, so that padded batches are never copied. Validation, masking and the scatter back to [B, T] happen once, in
 `lmkl.kl.token_stats`; nothing outside `lmkl.kl` imports a backend directly.
 """
 
