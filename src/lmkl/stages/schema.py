@@ -135,3 +135,103 @@ class DataSection:
             raise config_error("data.min_words/max_words", "1 ≤ min_words ≤ max_words", (self.min_words, self.max_words))
         if not 0 < self.test_fraction < 1:
             raise config_error("data.test_fraction", "a fraction in (0, 1)", self.test_fraction)
+
+
+# --- studies and figures (conf/variance.yaml, conf/gradient_variance.yaml, conf/figures.yaml) -----
+# Profiles set these sections too, so every stage that composes a profile sees them.
+
+
+def _check_sizes(key: str, sizes: list[int]) -> None:
+    if not sizes or any(int(m) < 1 for m in sizes) or len(set(sizes)) != len(sizes):
+        raise config_error(key, "a non-empty list of distinct sample sizes ≥ 1", sizes)
+
+
+@dataclass
+class VarianceSection:
+    """The variance study (paper §5.2, protocol of paper-digest §5.2): for one policy vs the reference,
+    `prompts` held-out prompts × `repetitions` × every M in `sample_sizes` × every estimator, all from
+    one shared set of R·max(M) samples per prompt; ground truth = rb over `ground_truth_samples`
+    further samples per prompt. The `oracle_*` keys size the exact study on lmkl.exact toys."""
+
+    prompts: int = 8
+    repetitions: int = 32
+    sample_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    estimators: list[str] = field(default_factory=lambda: list(VALUE_ESTIMATORS))
+    ground_truth_samples: int = 512
+    max_new_tokens: int = 53
+    temperature: float = 1.0
+    micro_batch: int = 64
+    seed: int = 0
+    oracle_toys: int = 12
+    oracle_crossfit_m: int = 4
+
+    def __post_init__(self) -> None:
+        for key in ("prompts", "repetitions", "ground_truth_samples", "max_new_tokens", "micro_batch", "oracle_toys"):
+            if getattr(self, key) < 1:
+                raise config_error(f"variance.{key}", "an integer ≥ 1", getattr(self, key))
+        _check_sizes("variance.sample_sizes", self.sample_sizes)
+        for e in self.estimators:
+            if e not in VALUE_ESTIMATORS:
+                raise config_error("variance.estimators", f"names among {VALUE_ESTIMATORS}", e)
+        if not self.estimators:
+            raise config_error("variance.estimators", "a non-empty list", self.estimators)
+        if not self.temperature > 0:
+            raise config_error("variance.temperature", "a temperature > 0", self.temperature)
+        if self.oracle_crossfit_m < 2:
+            raise config_error("variance.oracle_crossfit_m", "≥ 2 (cross-fitting needs other samples)", self.oracle_crossfit_m)
+
+
+GRADIENT_FORMS = ["mc_seq", "mc_causal", "rb_paper", "rb_causal", "k3_loss"]
+
+
+@dataclass
+class GradientVarianceSection:
+    """The gradient-variance study (beyond the paper): `repetitions` independent estimates of ∇θ KL
+    from M samples for each surrogate form, at the reference and at one trained policy.
+
+    parameters: regular expressions on parameter names restricting θ (empty: every parameter);
+    policy_run: the trained run to study (None: the first rb run of the sweep at its smallest beta).
+    exact_toys: random lmkl.exact toys (plus the counterexample) with exact bias and variance."""
+
+    prompts: int = 4
+    repetitions: int = 16
+    sample_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])
+    forms: list[str] = field(default_factory=lambda: list(GRADIENT_FORMS))
+    parameters: list[str] = field(default_factory=list)
+    policy_run: str | None = None
+    max_new_tokens: int = 53
+    temperature: float = 1.0
+    seed: int = 0
+    exact_toys: int = 8
+
+    def __post_init__(self) -> None:
+        for key in ("prompts", "repetitions", "max_new_tokens", "exact_toys"):
+            if getattr(self, key) < 1:
+                raise config_error(f"gradient_variance.{key}", "an integer ≥ 1", getattr(self, key))
+        if self.repetitions < 2:
+            raise config_error("gradient_variance.repetitions", "≥ 2 (a variance needs two estimates)", self.repetitions)
+        _check_sizes("gradient_variance.sample_sizes", self.sample_sizes)
+        for f in self.forms:
+            if f not in GRADIENT_FORMS:
+                raise config_error("gradient_variance.forms", f"forms among {GRADIENT_FORMS}", f)
+        if not self.forms:
+            raise config_error("gradient_variance.forms", "a non-empty list", self.forms)
+        if not self.temperature > 0:
+            raise config_error("gradient_variance.temperature", "a temperature > 0", self.temperature)
+
+
+@dataclass
+class FiguresSection:
+    """Figure output: formats written for every figure, resolution of raster formats."""
+
+    formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
+    dpi: int = 150
+
+    def __post_init__(self) -> None:
+        for f in self.formats:
+            if f not in ("png", "pdf", "svg"):
+                raise config_error("figures.formats", "formats among ['png', 'pdf', 'svg']", f)
+        if not self.formats:
+            raise config_error("figures.formats", "a non-empty list", self.formats)
+        if self.dpi < 30:
+            raise config_error("figures.dpi", "≥ 30", self.dpi)
