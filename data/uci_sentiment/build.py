@@ -5,7 +5,9 @@
 
 Standard library only. Each fixture is a JSON list of {"text": str, "class": 0|1}; its last record is
 empty ({"text": "", "class": null}) and is dropped. Texts are stripped of surrounding whitespace (the
-UCI files pad some sentences with trailing spaces); nothing else is changed, order is kept.
+UCI files pad some sentences with trailing spaces); nothing else is changed, order is kept. Non-ASCII
+characters (a few, e.g. U+0085 and U+0096 from the original Windows-1252 text) are written as JSON
+\\u escapes, so that no line-based reader splits a record at U+0085 (a Unicode line break).
 """
 
 import json
@@ -22,7 +24,7 @@ def main(fixtures: Path, out: Path) -> None:
             records = records[:-1]
         if len(records) != 1000 or any(r["class"] not in (0, 1) or not r["text"].strip() for r in records):
             raise SystemExit(f"{name}.json: expected 1000 labelled sentences")
-        lines = [json.dumps({"text": r["text"].strip(), "label": r["class"]}, ensure_ascii=False) for r in records]
+        lines = [json.dumps({"text": r["text"].strip(), "label": r["class"]}) for r in records]  # ASCII escapes: safe for any line-based reader
         (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"{name}: {len(lines)} sentences")
 
