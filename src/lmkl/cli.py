@@ -19,6 +19,7 @@ STAGES: dict[str, tuple[str, str]] = {
 
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("lmkl.demo", "every estimator on exact toy model pairs (incl. the counterexample)"),
+    "estimate": ("lmkl.commands.estimate", "KL(p‖q) between two local LMs by every estimator, same samples"),
 }
 
 

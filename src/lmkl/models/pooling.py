@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-from lmkl.kl import Estimate
+import torch
+
+from lmkl.kl import Estimate, TokenStats, estimate, summarize
 
 _Z95 = NormalDist().inv_cdf(0.975)
 
@@ -34,3 +36,21 @@ def pool_over_prompts(per_prompt: list[Estimate]) -> Estimate:
         mean=mean, stderr=stderr, ci_low=mean - _Z95 * stderr, ci_high=mean + _Z95 * stderr,
         n=n, frac_negative=frac_negative,
     )
+
+
+def estimate_per_prompt(
+    stats: TokenStats, prompt_index: torch.Tensor, n_prompts: int, estimators: list[str]
+) -> list[dict[str, Estimate]]:
+    """For each prompt i, every estimator's Estimate from the sequences with prompt_index == i.
+
+    Cross-fitted estimators fit their coefficient within the prompt (the samples of one prompt are
+    i.i.d.; across prompts they are not identically distributed).
+    """
+    out = []
+    for i in range(n_prompts):
+        rows = (prompt_index == i).nonzero().flatten()
+        if rows.numel() == 0:
+            raise ValueError(f"prompt {i}: no sampled sequence")
+        sub = TokenStats(*(f[rows] for f in stats))
+        out.append({name: summarize(estimate(sub, name)) for name in estimators})
+    return out

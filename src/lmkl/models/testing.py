@@ -70,6 +70,7 @@ def build_tiny_gpt2(
     n_positions: int = 128,
     init_std: float = 0.02,
     eos_token_id: int | None = None,
+    eos_boost: float = 0.0,
 ) -> Path:
     """Save a randomly initialised GPT-2 LM (`GPT2LMHeadModel`) to `directory`; returns the directory.
 
@@ -78,6 +79,9 @@ def build_tiny_gpt2(
     tokenizer_dir: if given, its files are copied in and EOS/PAD ids are read from it.
     init_std: std of the weight initialisation; larger values give peakier next-token distributions
       (the default 0.02 gives nearly uniform ones).
+    eos_boost: adds about this much to EOS's logit at every position, so that responses end (with V
+      tokens and nearly uniform logits, P(EOS) ≈ e^b / (e^b + V − 1) per step). Done by a constant
+      final-layer-norm bias and an EOS output row along it: logit_EOS = h·w_EOS ≈ b.
     """
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
@@ -101,6 +105,12 @@ def build_tiny_gpt2(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
+    if eos_boost:
+        if eos_token_id is None:
+            raise ValueError("eos_boost: needs eos_token_id (or tokenizer_dir)")
+        with torch.no_grad():
+            model.transformer.ln_f.bias.fill_(1.0)  # h ≈ LN(x) + 1: a constant direction in every state
+            model.lm_head.weight[eos_token_id] = eos_boost / n_embd  # h·w_EOS ≈ eos_boost (tied to wte)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     if tokenizer_dir is not None:
