@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from lmkl.kl.token_stats import TokenStats, token_stats
+from lmkl.kl.validation import check_logits_pair
 
 SURROGATE_FORMS: dict[str, str] = {
     "mc_seq": "score function: stopgrad(U)·Σ_t ∇log p(y_t) — unbiased",
@@ -75,5 +76,6 @@ def kl_surrogate(
     """
     if form not in SURROGATE_FORMS:
         raise ValueError(f"form: expected one of {sorted(SURROGATE_FORMS)}, got {form!r}")
+    check_logits_pair(logits_p, logits_q)  # before .detach(): a non-tensor must get the ValueError
     stats = token_stats(logits_p, logits_q.detach(), tokens, mask, backend=backend)
     return surrogate_from_stats(stats, form)
