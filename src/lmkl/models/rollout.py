@@ -24,6 +24,7 @@ class Rollout:
     prompt_index [B] long: which prompt (index into the prompt list given to `sample`).
     texts: decoded responses without special tokens.
     temperature, top_k, top_p: the sampling distribution (`lmkl.models.distribution`).
+    eos_token_id: the token that ends a response.
     """
 
     input_ids: torch.Tensor
@@ -36,15 +37,17 @@ class Rollout:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
+    eos_token_id: int | None = None
 
     def __len__(self) -> int:
         return int(self.response.shape[0])
 
     @property
     def ended(self) -> torch.Tensor:
-        """[B] bool: the response ended with EOS (False: cut at max_new_tokens)."""
-        T = self.response.shape[1]  # response width
-        return ~self.response_mask.all(dim=1) if T else torch.zeros(len(self), dtype=torch.bool)
+        """[B] bool: the response ended with EOS (False: cut at max_new_tokens). A response may end
+        with EOS exactly at the cap, so this reads the last real token, not the mask's length."""
+        last = (self.response_mask.sum(dim=1) - 1).clamp(min=0)  # [B] index of the last real position
+        return self.response.gather(1, last[:, None]).squeeze(1) == self.eos_token_id
 
     def select(self, idx: torch.Tensor | slice | list[int]) -> Rollout:
         """The rows `idx` (a slice, index list or bool/long tensor), e.g. for micro-batches."""

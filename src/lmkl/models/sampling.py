@@ -101,6 +101,7 @@ def sample(
         temperature=float(temperature),
         top_k=top_k,
         top_p=top_p,
+        eos_token_id=eos,
     )
 
 
