@@ -15,6 +15,11 @@ import sys
 
 STAGES: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
+    "config": ("lmkl.stages.config_cmd", "`config sweep profile=P ...`: the validated pipeline plan as JSON"),
+    "variance": ("lmkl.stages.variance", "variance of every KL estimator vs M for a trained policy (or exact toys)"),
+    "gradient_variance": ("lmkl.stages.gradient_variance", "variance of the ∇KL estimate of every surrogate form"),
+    "aggregate": ("lmkl.stages.aggregate", "tidy tables of a profile's runs and studies"),
+    "figures": ("lmkl.stages.figures", "the paper's figures (and ours) from the tables"),
 }
 
 TOOLS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,177 @@
+"""`lmkl config sweep profile=P [overrides]`: the validated pipeline plan as JSON (what the Snakefile reads).
+
+The Hydra profile is the one source of truth for the sweep: the Snakefile turns its `--config` keys
+into Hydra overrides (`snakemake_overrides`), composes conf/sweep.yaml with them (`plan`), and builds
+the DAG from the result. An unknown profile, an unknown key or a bad value raises ConfigError here,
+while the Snakefile is parsed — before any job starts.
+
+    snakemake --cores all --config profile=paper 'seeds=[0,1,2]' 'betas=[0.05,0.1]'
+    lmkl config sweep profile=paper 'sweep.seeds=[0,1,2]'        # the same plan, printed
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmkl.stages.config import ConfigError, compose, conf_dir, load, to_dict
+from lmkl.stages.paths import ProfilePaths, format_beta, run_name
+from lmkl.stages.schema import (
+    DataSection,
+    FiguresSection,
+    GradientVarianceSection,
+    ModelSection,
+    ProfileSection,
+    RewardSection,
+    SweepSection,
+    VarianceSection,
+    WandbSection,
+)
+
+
+@dataclass
+class PipelineConfig:
+    """Every section a profile sets (conf/sweep.yaml composes them all); the studies' stages extend it."""
+
+    profile: ProfileSection = field(default_factory=ProfileSection)
+    wandb: WandbSection = field(default_factory=WandbSection)
+    sweep: SweepSection = field(default_factory=SweepSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    reward: RewardSection = field(default_factory=RewardSection)
+    data: DataSection = field(default_factory=DataSection)
+    variance: VarianceSection = field(default_factory=VarianceSection)
+    gradient_variance: GradientVarianceSection = field(default_factory=GradientVarianceSection)
+    figures: FiguresSection = field(default_factory=FiguresSection)
+
+
+# --config keys of the Snakefile -> Hydra keys (lists are passed as Hydra lists)
+CONFIG_KEYS: dict[str, str] = {
+    "estimators": "sweep.estimators",
+    "betas": "sweep.betas",
+    "seeds": "sweep.seeds",
+    "sample_sizes": "variance.sample_sizes",
+    "repetitions": "variance.repetitions",
+    "prompts": "variance.prompts",
+}
+# stages whose configs compose the profile; `<stage>_overrides` in --config adds Hydra overrides to one
+PIPELINE_STAGES = ("download", "pretrain", "train", "evaluate", "variance", "gradient_variance", "aggregate", "figures")
+
+_RUN = re.compile(r"^(?P<estimator>[a-z0-9_]+?)_beta(?P<beta>[0-9.eE+-]+)_seed(?P<seed>\d+)$")
+
+
+def parse_run_name(name: str) -> tuple[str, float, int]:
+    """Inverse of `lmkl.stages.paths.run_name`: 'rb_beta0.1_seed0' -> ('rb', 0.1, 0)."""
+    m = _RUN.match(name)
+    if not m:
+        raise ValueError(f"expected a run name <estimator>_beta<beta>_seed<seed>, got {name!r}")
+    return m["estimator"], float(m["beta"]), int(m["seed"])
+
+
+def _hydra_value(v: Any) -> str:
+    """A Python value as Hydra override text (JSON is a subset of Hydra's grammar for these types)."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def snakemake_overrides(config: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
+    """(global overrides, per-stage overrides) from the Snakefile's `config` dict.
+
+    Keys: profile; the sweep lists of CONFIG_KEYS; `overrides` (a list of raw Hydra overrides for
+    every stage); `<stage>_overrides` (raw Hydra overrides for one stage). Anything else is refused.
+    """
+    known = {"profile", "overrides", *CONFIG_KEYS, *(f"{s}_overrides" for s in PIPELINE_STAGES)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"--config {unknown[0]}: unknown key; expected one of {sorted(known)}")
+    out = [f"profile={config.get('profile', 'tiny')}"]
+    for key, hydra_key in CONFIG_KEYS.items():
+        if key in config:
+            out.append(f"{hydra_key}={_hydra_value(config[key])}")
+
+    def as_list(key: str) -> list[str]:
+        v = config.get(key, [])
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"--config {key}: expected a list of Hydra overrides like ['train.steps=3'], got {v!r}")
+        return list(v)
+
+    out += as_list("overrides")
+    per_stage = {s: as_list(f"{s}_overrides") for s in PIPELINE_STAGES}
+    return out, per_stage
+
+
+def default_gradient_run(cfg: PipelineConfig) -> str:
+    """The trained run the gradient study uses unless gradient_variance.policy_run names one."""
+    if cfg.gradient_variance.policy_run:
+        return cfg.gradient_variance.policy_run
+    est = "rb" if "rb" in cfg.sweep.estimators else cfg.sweep.estimators[0]
+    return run_name(est, min(cfg.sweep.betas), cfg.sweep.seeds[0])
+
+
+def plan(overrides: list[str]) -> dict[str, Any]:
+    """The validated plan of the pipeline for `overrides` (profile=..., sweep.*=..., ...)."""
+    cfg = load("sweep", overrides, PipelineConfig)
+    paths = ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
+    runs = [
+        {"name": run_name(e, b, s), "estimator": e, "beta": format_beta(b), "seed": int(s)}
+        for e in cfg.sweep.estimators for b in cfg.sweep.betas for s in cfg.sweep.seeds
+    ]
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sweep: duplicate runs {sorted({n for n in names if names.count(n) > 1})}")
+    grad_run = default_gradient_run(cfg)
+    if grad_run not in names:
+        raise ConfigError(f"gradient_variance.policy_run: expected one of the sweep's runs {names}, got {grad_run!r}")
+    return {
+        "profile": cfg.profile.name,
+        "results": str(paths.root),
+        "figures": str(paths.figures),
+        "pretrain": cfg.model.source == "pretrain",
+        "estimators": list(cfg.sweep.estimators),
+        "betas": [format_beta(b) for b in cfg.sweep.betas],
+        "seeds": [int(s) for s in cfg.sweep.seeds],
+        "runs": runs,
+        "gradient_points": ["reference", grad_run],
+        "overrides": list(overrides),
+        "config": to_dict(cfg),
+    }
+
+
+def check_stage(stage: str, overrides: list[str]) -> None:
+    """Compose `conf/<stage>.yaml` with `overrides` (unknown keys fail) and, when the stage module
+    exposes its schema as `SCHEMA`, validate the values too. Raises ConfigError naming the key."""
+    if not (conf_dir() / f"{stage}.yaml").is_file():
+        raise ConfigError(f"{stage}: no primary config conf/{stage}.yaml (is the stage installed?)")
+    try:
+        module = importlib.import_module(f"lmkl.stages.{stage}")
+    except ModuleNotFoundError:
+        module = None
+    schema = getattr(module, "SCHEMA", None)
+    if schema is not None:
+        load(stage, overrides, schema)
+    else:
+        compose(stage, overrides)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lmkl config sweep [profile=P] [hydra overrides ...]   (prints the pipeline plan as JSON)")
+        return 0
+    what, overrides = argv[0], argv[1:]
+    if what != "sweep":
+        print(f"lmkl config: unknown subcommand {what!r}; expected 'sweep'", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(plan(overrides), indent=2))
+    except ConfigError as e:
+        print(f"lmkl config sweep: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    return 0

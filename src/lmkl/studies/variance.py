@@ -1,0 +1,144 @@
+"""The variance study of KL value estimators (paper §5.2; protocol of paper-digest §5.2 and §8).
+
+For one (policy p, reference q) pair and each prompt x:
+  1. draw N = R · max(M) responses y ~ p(·|x) once and score them once (TokenStats [N, T]);
+  2. for every estimator, repetition r and sample size M, the estimate is the estimator's mean over
+     the first M samples of repetition r's block (`lmkl.studies.slicing`) — all estimators and all
+     M see the same samples; the cross-fitted estimators (cv_opt, rb_cv) are fitted within each
+     M-sample set only, as a user with M samples would;
+  3. the ground truth is the rb estimate over G further samples (rb is unbiased; its standard error
+     is reported with it).
+The estimate of estimator e from samples S is mean_{y∈S} e(y) — unbiased for KL(p(·|x) ‖ q(·|x))
+for every estimator except k2 (and, on capped lengths, for the KL of the length-capped processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import torch
+
+from lmkl.kl import CROSSFITTED, TokenStats, estimate, summarize
+from lmkl.studies.slicing import nested_slices
+
+CROSSFIT_BASE = {"cv_opt": "mc", "rb_cv": "rb"}  # what each cross-fitted estimator is with coefficient 0
+
+
+def cat_stats(parts: Sequence[TokenStats]) -> TokenStats:
+    """Concatenate TokenStats along the batch, right-padding positions (mask False, values 0)."""
+    T = max(p.mask.shape[1] for p in parts)  # widest response
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, T - x.shape[1]))
+
+    return TokenStats(*(torch.cat([pad(f) for f in fields], dim=0) for fields in zip(*parts)))
+
+
+def sample_stats(
+    pair, prompt: str, n: int, *, max_new_tokens: int, temperature: float, generator: torch.Generator, chunk: int
+) -> TokenStats:
+    """Draw n responses to one prompt from pair.p (in chunks of `chunk` rows) and score them: [n, T]."""
+    from lmkl.models import sample, score_rollout
+
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            ro = sample(
+                pair.p, pair.tokenizer, [prompt], n_per_prompt=min(chunk, n - start),
+                max_new_tokens=max_new_tokens, temperature=temperature, generator=generator,
+                vocab_size=pair.vocab_size,
+            )
+            parts.append(score_rollout(pair, ro, micro_batch=chunk))
+    return cat_stats(parts)
+
+
+def _select(stats: TokenStats, idx: range) -> TokenStats:
+    return TokenStats(*(f[idx.start : idx.stop] for f in stats))
+
+
+def repetition_estimates(
+    stats: TokenStats, estimators: Sequence[str], repetitions: int, sizes: Sequence[int]
+) -> Iterator[dict]:
+    """Rows {estimator, M, repetition, estimate} from stats [R·max(M), T] of one prompt."""
+    need = repetitions * max(sizes)
+    if stats.mask.shape[0] < need:
+        raise ValueError(f"stats: expected at least R·max(M) = {need} sequences, got {stats.mask.shape[0]}")
+    slices = nested_slices(repetitions, list(sizes))
+    for name in estimators:
+        per_seq = None if name in CROSSFITTED else estimate(stats, name).double()  # [N], computed once
+        for r, m, idx in slices:
+            if per_seq is not None:
+                value = per_seq[idx.start : idx.stop].mean()
+            elif m == 1:
+                # One sample leaves nothing to fit the coefficient on: it is 0, i.e. the base estimator
+                # (lmkl.kl.crossfit's rule for < MIN_FIT_SAMPLES; estimate() refuses n = 1 outright).
+                value = estimate(_select(stats, idx), CROSSFIT_BASE[name]).double().mean()
+            else:
+                value = estimate(_select(stats, idx), name).double().mean()
+            yield {"estimator": name, "M": m, "repetition": r, "estimate": float(value)}
+
+
+def ground_truth(stats: TokenStats) -> dict:
+    """The rb estimate (unbiased, ≥ 0) over a large independent sample: {truth, truth_stderr, truth_n}."""
+    est = summarize(estimate(stats, "rb"))
+    return {"truth": est.mean, "truth_stderr": est.stderr, "truth_n": est.n}
+
+
+def run_study(
+    pair,
+    prompts: Sequence[str],
+    *,
+    estimators: Sequence[str],
+    repetitions: int,
+    sizes: Sequence[int],
+    truth_samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    generator: torch.Generator,
+    chunk: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study for one model pair: (estimates, truth) tables.
+
+    estimates: one row per (prompt, estimator, M, repetition) with the estimate;
+    truth: one row per prompt with the ground-truth rb estimate and its standard error.
+    """
+    rows, truth_rows = [], []
+    n = repetitions * max(sizes)
+    kw = {"max_new_tokens": max_new_tokens, "temperature": temperature, "generator": generator, "chunk": chunk}
+    for i, x in enumerate(prompts):
+        stats = sample_stats(pair, x, n, **kw)
+        rows += [{"prompt": i, **row} for row in repetition_estimates(stats, estimators, repetitions, sizes)]
+        truth_rows.append({"prompt": i, "prompt_text": x, **ground_truth(sample_stats(pair, x, truth_samples, **kw))})
+    return pd.DataFrame(rows), pd.DataFrame(truth_rows)
+
+
+def summarize_estimates(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per (estimator, M): the spread of the estimates, pooled over prompts.
+
+    std: mean over prompts of the standard deviation across repetitions (ddof = 1) — the paper's
+    "standard deviation of the estimate"; frac_negative: share of all estimates below 0;
+    max_abs: largest |estimate| (k3's explosions show here); bias: mean over prompts of
+    (mean estimate − ground truth), with truth_stderr the standard error of that truth average
+    (a bias within a few of those is noise); rmse: root mean squared error against the truth.
+    """
+    df = estimates.merge(truth[["prompt", "truth", "truth_stderr"]], on="prompt")
+    df["err"] = df["estimate"] - df["truth"]
+    per_prompt = df.groupby(["estimator", "M", "prompt"]).agg(
+        std=("estimate", "std"), mean=("estimate", "mean"), truth=("truth", "first"), truth_se=("truth_stderr", "first")
+    )
+    per_prompt["bias"] = per_prompt["mean"] - per_prompt["truth"]
+    by = per_prompt.groupby(level=["estimator", "M"])
+    out = pd.DataFrame(
+        {
+            "std": by["std"].mean(),
+            "bias": by["bias"].mean(),
+            "truth_stderr": by["truth_se"].apply(lambda s: float((s**2).sum() ** 0.5 / len(s))),
+        }
+    )
+    g = df.groupby(["estimator", "M"])
+    out["frac_negative"] = g["estimate"].apply(lambda s: float((s < 0).mean()))
+    out["max_abs"] = g["estimate"].apply(lambda s: float(s.abs().max()))
+    out["rmse"] = g["err"].apply(lambda s: float((s**2).mean() ** 0.5))
+    out["n_estimates"] = g["estimate"].size()
+    return out.reset_index()
