@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from lmkl.exact.local import local_kl
+from lmkl.exact.tabular import categorical
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class NGramLM:
                 raise RuntimeError(
                     f"max_positions: {int(alive.sum())} of {n} strings had no EOS after {max_positions} positions"
                 )
-            draw = torch.multinomial(probs[state], 1, generator=generator).squeeze(-1)
+            draw = categorical(probs[state], generator)
             draw = torch.where(alive, draw, torch.full_like(draw, self.eos))
             cols.append(draw)
             masks.append(alive)

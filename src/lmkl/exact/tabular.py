@@ -142,11 +142,20 @@ class TabularLM:
         alive = torch.ones(n, dtype=torch.bool)
         for t in range(T):
             ids = self.prefix_ids(tokens)[:, t]  # prefix y_<t (only read where alive)
-            draw = torch.multinomial(probs[ids], 1, generator=generator).squeeze(-1)
+            draw = categorical(probs[ids], generator)
             tokens[:, t] = torch.where(alive, draw, tokens[:, t])
             mask[:, t] = alive
             alive = alive & (draw != self.eos)
         return tokens, mask
+
+
+def categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of probs [n, V] by inversion (one uniform per row; much faster than
+    torch.multinomial for many short rows). A zero-probability entry is never drawn."""
+    cdf = probs.cumsum(-1)
+    cdf = cdf / cdf[:, -1:]  # exact 1 at the end, so u < 1 always lands inside
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def num_prefixes(num_letters: int, max_len: int) -> int:
