@@ -16,6 +16,8 @@ import sys
 STAGES: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "config": ("lmkl.stages.config_cmd", "`config sweep profile=P ...`: the validated pipeline plan as JSON"),
+    "train": ("lmkl.stages.train", "one RLOO run (estimator=mc|rb beta=B seed=S): metrics, checkpoints, model; resumable"),
+    "evaluate": ("lmkl.stages.evaluate", "a trained run on held-out prompts: reward and KL by every estimator → eval.json"),
     "variance": ("lmkl.stages.variance", "variance of every KL estimator vs M for a trained policy (or exact toys)"),
     "gradient_variance": ("lmkl.stages.gradient_variance", "variance of the ∇KL estimate of every surrogate form"),
     "aggregate": ("lmkl.stages.aggregate", "tidy tables of a profile's runs and studies"),

@@ -23,12 +23,14 @@ from lmkl.stages.config import ConfigError, compose, conf_dir, load, to_dict
 from lmkl.stages.paths import ProfilePaths, format_beta, run_name
 from lmkl.stages.schema import (
     DataSection,
+    EvaluateSection,
     FiguresSection,
     GradientVarianceSection,
     ModelSection,
     ProfileSection,
     RewardSection,
     SweepSection,
+    TrainSection,
     VarianceSection,
     WandbSection,
 )
@@ -47,6 +49,8 @@ class PipelineConfig:
     variance: VarianceSection = field(default_factory=VarianceSection)
     gradient_variance: GradientVarianceSection = field(default_factory=GradientVarianceSection)
     figures: FiguresSection = field(default_factory=FiguresSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
 
 
 # --config keys of the Snakefile -> Hydra keys (lists are passed as Hydra lists)

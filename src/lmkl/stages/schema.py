@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lmkl.kl import ESTIMATORS
-from lmkl.stages.config import config_error
+from lmkl.stages.config import ConfigError, config_error
 
 
 @dataclass
@@ -235,3 +235,101 @@ class FiguresSection:
             raise config_error("figures.formats", "a non-empty list", self.formats)
         if self.dpi < 30:
             raise config_error("figures.dpi", "≥ 30", self.dpi)
+
+
+# --- training and evaluation of one run (conf/train.yaml, conf/evaluate.yaml) --------------------
+# Profiles set these sections too. The run itself is the top-level estimator/beta/seed (RunSection).
+
+
+_TRAIN_RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "overwrite", "device", "max_train_prompts")
+
+
+@dataclass
+class TrainSection:
+    """RLOO options (lmkl.rloo.RLOOConfig: see its docstring for each) and the run's bookkeeping.
+
+    checkpoint_every: updates between checkpoints (one is always written at the end);
+    overwrite: start afresh when the run folder holds a run of another configuration (else refuse);
+    device: auto (cuda when visible) | cpu | cuda; max_train_prompts: use only the first N prompts.
+    """
+
+    steps: int = 100
+    gradient: str = "paper"
+    baseline_pairing: str = "per_prompt"
+    k: int = 2
+    num_prompts: int = 16
+    num_ppo_epochs: int = 4
+    num_mini_batches: int = 1
+    micro_batch_size: int = 16
+    cliprange: float = 0.2
+    lr: float = 3e-5
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = None
+    max_new_tokens: int = 53
+    temperature: float = 1.0
+    ref_logits: str = "store"
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    overwrite: bool = False
+    device: str = "auto"
+    max_train_prompts: int | None = None
+
+    def rloo_options(self) -> dict:
+        """The RLOOConfig keyword arguments this section sets (all but the run's bookkeeping)."""
+        from dataclasses import fields
+
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TRAIN_RUN_KEYS}
+
+    def __post_init__(self) -> None:
+        from lmkl.rloo.config import RLOOConfig
+
+        try:  # the trainer's own validation, with a neutral estimator/beta (checked by RunSection)
+            RLOOConfig(estimator="rb", beta=0.0, **self.rloo_options())
+        except ValueError as e:
+            raise ConfigError(f"train.{e}") from e
+        if self.checkpoint_every < 1:
+            raise config_error("train.checkpoint_every", "≥ 1", self.checkpoint_every)
+        if self.keep_checkpoints < 1:
+            raise config_error("train.keep_checkpoints", "≥ 1", self.keep_checkpoints)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise config_error("train.device", "auto, cpu or cuda", self.device)
+        if self.max_train_prompts is not None and self.max_train_prompts < self.num_prompts:
+            raise config_error("train.max_train_prompts", f"None or ≥ num_prompts = {self.num_prompts}", self.max_train_prompts)
+
+
+@dataclass
+class EvaluateSection:
+    """Held-out evaluation of a trained policy at `temperature` (the authors use 1: on-policy KL).
+
+    num_prompts: the first N test prompts (None: all); n_per_prompt: samples per prompt;
+    max_new_tokens: None = the run's train.max_new_tokens; batch_size: sequences per forward pass;
+    estimators: the KL value estimators reported; seed: sampling seed (the same for every run).
+    """
+
+    num_prompts: int | None = None
+    n_per_prompt: int = 1
+    max_new_tokens: int | None = None
+    temperature: float = 1.0
+    batch_size: int = 64
+    estimators: list[str] = field(default_factory=lambda: list(VALUE_ESTIMATORS))
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise config_error("evaluate.num_prompts", "None or ≥ 1", self.num_prompts)
+        for key in ("n_per_prompt", "batch_size"):
+            if getattr(self, key) < 1:
+                raise config_error(f"evaluate.{key}", "≥ 1", getattr(self, key))
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise config_error("evaluate.max_new_tokens", "None or ≥ 1", self.max_new_tokens)
+        if not self.temperature > 0:
+            raise config_error("evaluate.temperature", "> 0", self.temperature)
+        for e in self.estimators:
+            if e not in VALUE_ESTIMATORS:
+                raise config_error("evaluate.estimators", f"estimators among {VALUE_ESTIMATORS}", e)
+        if not self.estimators:
+            raise config_error("evaluate.estimators", "a non-empty list", self.estimators)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise config_error("evaluate.device", "auto, cpu or cuda", self.device)

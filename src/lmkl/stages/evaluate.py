@@ -1,0 +1,130 @@
+"""`lmkl evaluate profile=P estimator=E beta=B seed=S`: a trained policy on held-out prompts.
+
+Samples `evaluate.n_per_prompt` responses per test prompt from the policy (results/P/train/<run>/model)
+at `evaluate.temperature` (1: the authors' choice, so that the KL estimates are on-policy), scores
+them with the profile's reward (prompt + response text, as in training), and estimates
+KL(policy ‖ reference) with every estimator of `evaluate.estimators` from the same samples.
+Writes eval.json in the run folder (atomically):
+
+  {"reward": mean, "reward_stderr": ..., "kl": {estimator: mean}, "kl_stderr": {...},
+   "kl_frac_negative": {...}, "kl_ci95": {estimator: [low, high]}, "n": sequences, "num_prompts": ...,
+   "n_per_prompt": ..., "max_new_tokens": ..., "temperature": ..., "response_length": ..., "config": {...}}
+
+The standard errors treat the n (prompt, response) pairs as i.i.d. draws (exact with n_per_prompt = 1:
+the prompts are a random held-out sample); the KL is the prompt-averaged KL of the response process
+capped at max_new_tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmkl.stages import runner
+from lmkl.stages.config import to_dict
+from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.runner import StageError
+from lmkl.stages.schema import RunSection
+from lmkl.stages.study_io import log_summary, profile_paths, require
+from lmkl.stages.train import resolve_device
+
+log = logging.getLogger("lmkl")
+
+
+@dataclass
+class EvaluateConfig(PipelineConfig):
+    """The profile's sections plus the run to evaluate: estimator, beta, seed."""
+
+    estimator: str = "rb"
+    beta: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        RunSection(self.estimator, self.beta, self.seed)
+
+
+SCHEMA = EvaluateConfig
+
+
+def run_max_new_tokens(cfg: EvaluateConfig, run_dir: Path) -> int:
+    """evaluate.max_new_tokens, else the value the run was trained with (its run_config.json)."""
+    if cfg.evaluate.max_new_tokens is not None:
+        return cfg.evaluate.max_new_tokens
+    run_config = run_dir / "run_config.json"
+    if run_config.is_file():
+        return int(json.loads(run_config.read_text())["rloo"]["max_new_tokens"])
+    return cfg.train.max_new_tokens
+
+
+def evaluate(cfg: EvaluateConfig) -> Path:
+    import torch
+
+    from lmkl.assets.prompts import read_prompts
+    from lmkl.atomic import atomic_write_json
+    from lmkl.kl import estimate, summarize
+    from lmkl.models import ModelPair, sample, score_rollout
+    from lmkl.rewards import make_reward
+
+    ev = cfg.evaluate
+    paths = profile_paths(cfg)
+    run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
+    policy_dir = require(paths.final_model(cfg.estimator, cfg.beta, cfg.seed), "trained policy (run `lmkl train`)")
+    ref_dir = require(paths.policy, "reference model")
+    prompts = read_prompts(require(paths.prompts_test, "held-out prompts"))
+    if ev.num_prompts is not None:
+        prompts = prompts[: ev.num_prompts]
+    max_new = run_max_new_tokens(cfg, run_dir)
+    device = resolve_device(ev.device)
+    try:
+        pair = ModelPair.load(policy_dir, ref_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
+        reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    gen = torch.Generator(device=device).manual_seed(ev.seed)  # the same seed for every run: paired samples
+
+    values: dict[str, list[torch.Tensor]] = {e: [] for e in ev.estimators}
+    scores, lengths = [], []
+    chunk = max(1, ev.batch_size // ev.n_per_prompt)  # prompts per sampling call
+    with torch.no_grad():
+        for start in range(0, len(prompts), chunk):
+            batch = prompts[start : start + chunk]
+            ro = sample(pair.p, pair.tokenizer, batch, n_per_prompt=ev.n_per_prompt, max_new_tokens=max_new,
+                        temperature=ev.temperature, generator=gen, vocab_size=pair.vocab_size)
+            stats = score_rollout(pair, ro, micro_batch=ev.batch_size)
+            for e in ev.estimators:
+                values[e].append(estimate(stats, e).cpu())
+            texts = [batch[int(i)] + t for i, t in zip(ro.prompt_index, ro.texts)]
+            scores.append(torch.as_tensor(reward(texts), dtype=torch.float64).reshape(-1).cpu())
+            lengths.append(ro.response_mask.sum(-1).double().cpu())
+    kl = {e: summarize(torch.cat(v)) for e, v in values.items()}
+    r = summarize(torch.cat(scores))
+    out = {
+        "reward": r.mean,
+        "reward_stderr": r.stderr,
+        "kl": {e: s.mean for e, s in kl.items()},
+        "kl_stderr": {e: s.stderr for e, s in kl.items()},
+        "kl_frac_negative": {e: s.frac_negative for e, s in kl.items()},
+        "kl_ci95": {e: [s.ci_low, s.ci_high] for e, s in kl.items()},
+        "n": r.n,
+        "num_prompts": len(prompts),
+        "n_per_prompt": ev.n_per_prompt,
+        "max_new_tokens": max_new,
+        "temperature": ev.temperature,
+        "response_length": float(torch.cat(lengths).mean()),
+        "run": run_dir.name,
+        "config": to_dict(cfg),
+    }
+    path = atomic_write_json(paths.eval_json(cfg.estimator, cfg.beta, cfg.seed), out)
+    flat = {"eval/reward": r.mean, "eval/reward_stderr": r.stderr, "eval/n": r.n}
+    flat.update({f"eval/kl_{e}": s.mean for e, s in kl.items()})
+    flat.update({f"eval/kl_{e}_stderr": s.stderr for e, s in kl.items()})
+    log_summary(cfg, paths, name=f"{cfg.profile.name}/{run_dir.name}", job_type="evaluate", summary=flat)
+    log.info("%s: reward %.4f ± %.2g, KL rb %s, mc %s → %s", run_dir.name, r.mean, r.stderr,
+             kl.get("rb", "-"), kl.get("mc", "-"), path)
+    return path
+
+
+def main(overrides: list[str]) -> int:
+    return runner.run("evaluate", overrides, EvaluateConfig, evaluate)

@@ -1,0 +1,159 @@
+"""`lmkl train profile=P estimator=E beta=B seed=S [train.steps=N ...]`: one RLOO run (paper §5.3).
+
+Policy and reference both start from results/P/assets/policy; the reward is the profile's
+(`lmkl.rewards.make_reward`), prompts results/P/assets/prompts/train.jsonl. Writes
+results/P/train/<E>_beta<B>_seed<S>/ (ProfilePaths.run_dir):
+  run_config.json   what defines the run (all options but train.steps)
+  metrics.csv       one row per update (lmkl.rloo.metrics.COLUMNS), rewritten atomically
+  checkpoints/      step_NNNNNN.pt: weights, AdamW, generators, prompt cursor (atomic)
+  model/            the final policy with its tokenizer (HF format, atomic)
+Re-invoked with the same options it resumes from the last checkpoint; with a larger train.steps it
+continues; any other change is refused unless train.overwrite=true.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmkl.stages import runner
+from lmkl.stages.config import to_dict
+from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.paths import run_name
+from lmkl.stages.runner import StageError
+from lmkl.stages.schema import RunSection
+from lmkl.stages.study_io import profile_paths, require
+
+log = logging.getLogger("lmkl")
+
+
+@dataclass
+class TrainConfig(PipelineConfig):
+    """The profile's sections plus the run: estimator (mc | rb), beta (≥ 0), seed."""
+
+    estimator: str = "rb"
+    beta: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        RunSection(self.estimator, self.beta, self.seed)  # raises ConfigError naming the key
+
+
+SCHEMA = TrainConfig
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StageError("train.device: cuda was asked for but no GPU is visible")
+    return device
+
+
+def rloo_config(cfg: TrainConfig):
+    from lmkl.rloo import RLOOConfig
+
+    return RLOOConfig(
+        estimator=cfg.estimator, beta=cfg.beta, seed=cfg.seed, device=resolve_device(cfg.train.device),
+        **cfg.train.rloo_options(),
+    )
+
+
+def fingerprint(cfg: TrainConfig, rc) -> dict:
+    """Everything that makes two invocations the same run, train.steps excepted."""
+    return {
+        "rloo": rc.fingerprint(),
+        "profile": cfg.profile.name,
+        "model": to_dict(cfg.model),
+        "reward": to_dict(cfg.reward),
+        "max_train_prompts": cfg.train.max_train_prompts,
+    }
+
+
+def load_inputs(cfg: TrainConfig, device: str):
+    """(ModelPair(policy, reference), reward function, training prompts) from the profile's assets."""
+    paths = profile_paths(cfg)
+    policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
+    prompts_file = require(paths.prompts_train, "training prompts (run `lmkl download`)")
+
+    import torch
+
+    from lmkl.assets.prompts import read_prompts
+    from lmkl.models import ModelPair
+    from lmkl.rewards import make_reward
+
+    prompts = read_prompts(prompts_file)
+    if cfg.train.max_train_prompts is not None:
+        prompts = prompts[: cfg.train.max_train_prompts]
+    try:
+        pair = ModelPair.load(policy_dir, policy_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
+        reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    return pair, reward, prompts
+
+
+def start_tracking(cfg: TrainConfig, run_dir: Path):
+    """A W&B run resumed across invocations (its id is kept in run_dir/wandb_id.txt); None if disabled."""
+    if not cfg.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
+        return None
+    from lmkl.atomic import atomic_write_text
+    from lmkl.tracking import start_run
+
+    id_file = run_dir / "wandb_id.txt"
+    resume_id = id_file.read_text().strip() if id_file.is_file() else None
+    name = run_name(cfg.estimator, cfg.beta, cfg.seed)
+    run = start_run(
+        project=cfg.wandb.project, name=f"{cfg.profile.name}/{name}", group=f"{cfg.profile.name}-train",
+        job_type="train", config=to_dict(cfg), dir=run_dir, tags=[cfg.estimator, cfg.train.gradient],
+        resume_id=resume_id,
+    )
+    if resume_id is None:
+        atomic_write_text(id_file, run.id)
+    return run
+
+
+def train(cfg: TrainConfig) -> Path:
+    from lmkl.rloo import RLOOTrainer, RunConfigMismatch, TrainingDiverged, check_run_dir, fit
+
+    paths = profile_paths(cfg)
+    run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
+    rc = rloo_config(cfg)
+    try:  # before any work: the folder holds this run, or nothing, or (overwrite) is emptied
+        check_run_dir(run_dir, fingerprint(cfg, rc), overwrite=cfg.train.overwrite)
+    except RunConfigMismatch as e:
+        raise StageError(str(e)) from e
+    pair, reward, prompts = load_inputs(cfg, rc.device)
+    try:
+        trainer = RLOOTrainer(pair, reward, prompts, rc)
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    wb = start_tracking(cfg, run_dir)
+
+    def on_step(row: dict) -> None:
+        log.info(
+            "step %d/%d reward %.4f kl_rb %.4f kl_mc %.4f (%.2fs)",
+            row["step"], rc.steps, row["reward"], row["kl_rb"], row["kl_mc"], row["seconds"],
+        )
+        if wb is not None:
+            wb.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+
+    try:
+        rows = fit(trainer, run_dir, checkpoint_every=cfg.train.checkpoint_every,
+                   keep_checkpoints=cfg.train.keep_checkpoints, on_step=on_step)
+    except (TrainingDiverged, RunConfigMismatch) as e:
+        raise StageError(str(e)) from e
+    finally:
+        if wb is not None:
+            wb.finish()
+    last = rows[-1]
+    log.info("%s: %d steps, final reward %.4f, kl_rb %.4f → %s", run_dir.name, len(rows), last["reward"], last["kl_rb"], run_dir)
+    return run_dir
+
+
+def main(overrides: list[str]) -> int:
+    return runner.run("train", overrides, TrainConfig, train)
