@@ -141,4 +141,26 @@ def summarize_estimates(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.Data
     out["max_abs"] = g["estimate"].apply(lambda s: float(s.abs().max()))
     out["rmse"] = g["err"].apply(lambda s: float((s**2).mean() ** 0.5))
     out["n_estimates"] = g["estimate"].size()
+    out["prompts"] = g["prompt"].nunique()
+    out["repetitions"] = g["repetition"].nunique()
+    return out.reset_index()
+
+
+def variance_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's variance table from per-policy summaries: per (estimator, M), the std averaged over
+    policies (and prompts), the share of negative estimates, the largest |estimate|, the mean bias
+    against the rb ground truth; n_policies says how many policies were pooled."""
+    g = summary.groupby(["estimator", "M"])
+    out = pd.DataFrame(
+        {
+            "std": g["std"].mean(),
+            "frac_negative": (summary["frac_negative"] * summary["n_estimates"]).groupby([summary["estimator"], summary["M"]]).sum()
+            / g["n_estimates"].sum(),
+            "max_abs": g["max_abs"].max(),
+            "bias": g["bias"].mean(),
+            "n_policies": g["policy"].nunique(),
+            "prompts": g["prompts"].max(),
+            "repetitions": g["repetitions"].max(),
+        }
+    )
     return out.reset_index()
