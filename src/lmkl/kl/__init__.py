@@ -8,6 +8,7 @@
 Pure tensor math (torch only): this package never imports transformers or any other lmkl layer.
 """
 
+from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
 from lmkl.kl.summary import Estimate, summarize
 from lmkl.kl.surrogates import SURROGATE_FORMS, UNBIASED_FORMS, kl_surrogate, surrogate_from_stats
@@ -26,4 +27,5 @@ __all__ = [
     "summarize",
     "surrogate_from_stats",
     "token_stats",
+    "token_stats_from_hidden",
 ]

@@ -13,16 +13,36 @@ the indexed rows, chunk by chunk, so that padded batches are never copied. Valid
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import torch
 
+from lmkl.kl.backends.chunked import chunked_rows
+from lmkl.kl.backends.compiled import compiled_rows
 from lmkl.kl.backends.torch_rows import torch_rows
 
 RowStatsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 # name -> function; faster backends register themselves here (see `register`).
-BACKENDS: dict[str, RowStatsFn] = {"torch": torch_rows}
+#   torch     reference: autograd through log_softmax (saves [N, V] activations)
+#   chunked   row chunks, analytic backward, saves only the inputs (the CPU default)
+#   compiled  the chunked bodies through torch.compile (first call per process compiles, 10-30 s)
+#   triton    single-pass online-softmax kernel and fused backward (CUDA; CPU only under the
+#             interpreter, TRITON_INTERPRET=1); registered when triton is importable
+BACKENDS: dict[str, RowStatsFn] = {"torch": torch_rows, "chunked": chunked_rows, "compiled": compiled_rows}
+
+
+def _triton_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor):
+    # Imported on first use: importing triton costs ~1 s and most CPU users never need it.
+    from lmkl.kl.backends.triton_kernel import triton_rows
+
+    return triton_rows(logits_p, logits_q, tokens)
+
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+if HAS_TRITON:
+    BACKENDS["triton"] = _triton_rows
 
 
 def register(name: str, fn: RowStatsFn) -> None:
@@ -43,4 +63,12 @@ def resolve(backend: str, logits: torch.Tensor) -> RowStatsFn:
 
 
 def _auto_choice(logits: torch.Tensor) -> str:
-    return "torch"
+    """CUDA: the Triton kernel when importable, else `compiled`. Elsewhere `chunked`.
+
+    On CPU `compiled` is faster in steady state (benchmarks/README.md) but its first call in a process
+    compiles for 10-30 s per dtype, more than a whole evaluation run on the tiny profile takes, so
+    `auto` does not impose it; ask for backend="compiled" in long runs.
+    """
+    if logits.device.type == "cuda":
+        return "triton" if HAS_TRITON else "compiled"
+    return "chunked"

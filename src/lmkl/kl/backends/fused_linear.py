@@ -1,0 +1,132 @@
+"""Per-token statistics straight from hidden states and `lm_head` weights, never holding [N, V].
+
+    z_p = h_p W_pᵀ,  z_q = h_q W_qᵀ   (one chunk of rows at a time, then the `chunked` chunk bodies)
+
+The forward keeps per-row results only; the backward recomputes each chunk's logits, takes the
+analytic logit gradients of `chunked` (dz, [rows, V]) and folds them into
+
+    ∂/∂h = dz W,   ∂/∂W += dzᵀ h
+
+so the largest temporaries are one [rows, V] chunk and the weight-shaped gradients. Logits are
+computed in the inputs' dtype (as the model's lm_head would) and then accumulate in float32 (float64
+for float64 inputs): the values equal `token_stats(h_p @ W_pᵀ, h_q @ W_qᵀ, ...)`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmkl.kl.backends.chunked import chunk_backward, chunk_forward, rows_per_chunk
+from lmkl.kl.backends.torch_rows import accumulation_dtype
+from lmkl.kl.token_stats import TokenStats, _scatter
+from lmkl.kl.validation import check_no_nan, check_tokens_mask
+
+# Rows per chunk so that one [rows, V] float32 logits chunk holds about 2^20 values (4 MiB): large
+# enough for an efficient matmul, small next to [N, V].
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _logits(h: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[n, V] logits h Wᵀ in the inputs' dtype, upcast to the accumulation dtype."""
+    return (h @ w.T).to(dtype)
+
+
+class FusedLinearRowStats(torch.autograd.Function):
+    """(logp, logq, kl) [N] from hidden rows h_p [N, H_p], h_q [N, H_q] and weights W_p [V, H_p], W_q [V, H_q]."""
+
+    @staticmethod
+    def forward(ctx, hidden_p, weight_p, hidden_q, weight_q, tokens, rows: int):
+        N = hidden_p.shape[0]  # rows (unmasked positions)
+        dtype = accumulation_dtype(hidden_p)
+        out = hidden_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
+        for start in range(0, N, rows):
+            sl = slice(start, start + rows)
+            values = chunk_forward(
+                _logits(hidden_p[sl], weight_p, dtype), _logits(hidden_q[sl], weight_q, dtype), tokens[sl]
+            )
+            for i, v in enumerate(values):
+                out[i, sl] = v
+        ctx.save_for_backward(hidden_p, weight_p, hidden_q, weight_q, tokens, out[2])
+        ctx.rows = rows
+        return out[0], out[1], out[2]
+
+    @staticmethod
+    def backward(ctx, g_lp, g_lq, g_kl):
+        hidden_p, weight_p, hidden_q, weight_q, tokens, kl = ctx.saved_tensors
+        need_hp, need_wp, need_hq, need_wq = ctx.needs_input_grad[:4]
+        need_p, need_q = need_hp or need_wp, need_hq or need_wq
+        N, dtype = hidden_p.shape[0], kl.dtype  # rows, accumulation dtype
+        g_lp, g_lq, g_kl = (kl.new_zeros(N) if g is None else g.to(dtype) for g in (g_lp, g_lq, g_kl))
+        # Weight gradients accumulate over chunks in the accumulation dtype, cast once at the end.
+        d_hp = torch.empty_like(hidden_p) if need_hp else None
+        d_hq = torch.empty_like(hidden_q) if need_hq else None
+        d_wp = torch.zeros_like(weight_p, dtype=dtype) if need_wp else None
+        d_wq = torch.zeros_like(weight_q, dtype=dtype) if need_wq else None
+        w_p, w_q = weight_p.to(dtype), weight_q.to(dtype)  # weight-sized, not [N, V]
+        for start in range(0, N, ctx.rows):
+            sl = slice(start, start + ctx.rows)
+            hp, hq = hidden_p[sl], hidden_q[sl]
+            dzp, dzq = chunk_backward(
+                _logits(hp, weight_p, dtype), _logits(hq, weight_q, dtype), tokens[sl],
+                kl[sl], g_lp[sl], g_lq[sl], g_kl[sl], need_p, need_q,
+            )  # fmt: skip
+            if need_hp:
+                d_hp[sl] = dzp @ w_p
+            if need_wp:
+                d_wp.addmm_(dzp.T, hp.to(dtype))
+            if need_hq:
+                d_hq[sl] = dzq @ w_q
+            if need_wq:
+                d_wq.addmm_(dzq.T, hq.to(dtype))
+        cast = (lambda d, like: None if d is None else d.to(like.dtype))  # noqa: E731
+        return cast(d_hp, hidden_p), cast(d_wp, weight_p), cast(d_hq, hidden_q), cast(d_wq, weight_q), None, None
+
+
+def token_stats_from_hidden(
+    hidden_p: torch.Tensor,
+    weight_p: torch.Tensor,
+    hidden_q: torch.Tensor,
+    weight_q: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+) -> TokenStats:  # KL(p ‖ q), y ~ p
+    """`token_stats` for logits h Wᵀ of two models' lm_heads, without materializing [B, T, V].
+
+    Args:
+      hidden_p: [B, T, H_p] final hidden states of p (the sampling model); weight_p: [V, H_p] its lm_head.
+      hidden_q: [B, T, H_q] final hidden states of q; weight_q: [V, H_q] its lm_head (H_q may differ).
+      tokens: [B, T] sampled tokens; mask: [B, T] bool, True at real positions.
+    Returns:
+      TokenStats (logp, logq, kl [B, T], zero where masked), equal to
+      `token_stats(hidden_p @ weight_p.T, hidden_q @ weight_q.T, tokens, mask)` and differentiable with
+      respect to all four tensors. Peak extra memory: one [rows, V] chunk plus the weight gradients.
+    Raises:
+      ValueError naming the argument on a shape, dtype or token-range mismatch, or NaN at a real position.
+    """
+    for name, h, w in (("p", hidden_p, weight_p), ("q", hidden_q, weight_q)):
+        if h.dim() != 3 or w.dim() != 2 or h.shape[-1] != w.shape[-1]:
+            raise ValueError(
+                f"hidden_{name}/weight_{name}: expected [B, T, H] and [V, H], got "
+                f"{tuple(h.shape)} and {tuple(w.shape)}"
+            )
+        if not (h.is_floating_point() and w.is_floating_point()):
+            raise ValueError(f"hidden_{name}/weight_{name}: expected floating dtypes, got {h.dtype}, {w.dtype}")
+    if hidden_p.shape[:2] != hidden_q.shape[:2]:
+        raise ValueError(f"hidden_q: expected [B, T] = {tuple(hidden_p.shape[:2])}, got {tuple(hidden_q.shape[:2])}")
+    if weight_p.shape[0] != weight_q.shape[0]:
+        raise ValueError(
+            f"weight_q: vocabulary size {weight_q.shape[0]} does not match weight_p's {weight_p.shape[0]}"
+        )
+    B, T, _ = hidden_p.shape  # batch, positions, hidden
+    V = weight_p.shape[0]  # vocabulary
+    check_tokens_mask(tokens, mask, B, T, V)
+    rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
+    logp_n, logq_n, kl_n = FusedLinearRowStats.apply(
+        hidden_p[mask], weight_p, hidden_q[mask], weight_q, tokens[mask].long(), rows_per_chunk(V, CHUNK_ELEMENTS)
+    )  # each [N]
+    check_no_nan(logp_n, "hidden_p/weight_p", rows)
+    check_no_nan(logq_n, "hidden_q/weight_q", rows)
+    check_no_nan(kl_n, "hidden/weight", rows)
+    return TokenStats(
+        logp=_scatter(logp_n, mask), logq=_scatter(logq_n, mask), kl=_scatter(kl_n, mask), mask=mask
+    )
