@@ -85,20 +85,26 @@ def _hydra_value(v: Any) -> str:
     return json.dumps(v)
 
 
-def snakemake_overrides(config: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
-    """(global overrides, per-stage overrides) from the Snakefile's `config` dict.
+STUDY_STAGES = ("variance", "gradient_variance", "aggregate", "figures")
 
-    Keys: profile; the sweep lists of CONFIG_KEYS; `overrides` (a list of raw Hydra overrides for
+
+def snakemake_overrides(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Hydra overrides for every stage (and for the plan, key "plan") from the Snakefile's `config`.
+
+    Keys: profile; the sweep and study lists of CONFIG_KEYS; `overrides` (raw Hydra overrides for
     every stage); `<stage>_overrides` (raw Hydra overrides for one stage). Anything else is refused.
+    Every stage gets profile=P and `overrides`; the sweep/study lists go to the plan and to the study
+    stages (whose configs declare those keys), not to download/pretrain/train/evaluate, which get
+    their run from estimator=/beta=/seed=.
     """
     known = {"profile", "overrides", *CONFIG_KEYS, *(f"{s}_overrides" for s in PIPELINE_STAGES)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(f"--config {unknown[0]}: unknown key; expected one of {sorted(known)}")
-    out = [f"profile={config.get('profile', 'tiny')}"]
-    for key, hydra_key in CONFIG_KEYS.items():
-        if key in config:
-            out.append(f"{hydra_key}={_hydra_value(config[key])}")
+    profile = config.get("profile", "tiny")
+    if not isinstance(profile, str):
+        raise ConfigError(f"--config profile: expected a profile name, got {profile!r}")
+    lists = [f"{hydra_key}={_hydra_value(config[key])}" for key, hydra_key in CONFIG_KEYS.items() if key in config]
 
     def as_list(key: str) -> list[str]:
         v = config.get(key, [])
@@ -107,9 +113,11 @@ def snakemake_overrides(config: dict[str, Any]) -> tuple[list[str], dict[str, li
             raise ConfigError(f"--config {key}: expected a list of Hydra overrides like ['train.steps=3'], got {v!r}")
         return list(v)
 
-    out += as_list("overrides")
-    per_stage = {s: as_list(f"{s}_overrides") for s in PIPELINE_STAGES}
-    return out, per_stage
+    common = [f"profile={profile}", *as_list("overrides")]
+    out = {"plan": [*common, *lists]}
+    for s in PIPELINE_STAGES:
+        out[s] = [*common, *(lists if s in STUDY_STAGES else []), *as_list(f"{s}_overrides")]
+    return out
 
 
 def default_gradient_run(cfg: PipelineConfig) -> str:
@@ -139,6 +147,7 @@ def plan(overrides: list[str]) -> dict[str, Any]:
         "results": str(paths.root),
         "figures": str(paths.figures),
         "pretrain": cfg.model.source == "pretrain",
+        "reward_dir": cfg.reward.kind == "classifier",
         "estimators": list(cfg.sweep.estimators),
         "betas": [format_beta(b) for b in cfg.sweep.betas],
         "seeds": [int(s) for s in cfg.sweep.seeds],

