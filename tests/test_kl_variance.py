@@ -67,7 +67,7 @@ def _loo_rb_cv_by_counts(w, x, z, M, width=7.0):
     var = (szz[:, None] - z * z) / m - mz * mz
     c = -cov / var
     tiny = 64 * torch.finfo(torch.float64).eps * szz[:, None] / m
-    c = torch.where((m >= 2) & torch.isfinite(c) & (var > tiny), c, torch.zeros_like(c))
+    c = torch.where((m >= 2) & torch.isfinite(c) & (var > tiny), c, torch.zeros_like(c)).clamp(-1.0, 2.0)
     T = (n * (x + c * z)).sum(1) / M  # the estimate for each count vector
     mean = (pmf * T).sum()
     return float(pmf.sum()), float(mean), float((pmf * (T - mean).square()).sum()), float((T - mean).abs().max())
