@@ -95,9 +95,9 @@ def test_rb_cv_beats_mc_and_rb_at_large_M(counterexample_cv):
     """M · Var(rb_cv estimate) at M = 2000 is exactly below both Var(mc) and Var(rb).
 
     Convergence to the oracle 2.945 is slow here: the string "1 0" has p = 0.005 and the largest
-    |U − C|, so λ is fitted well only once it has been seen many times (M · Var is 8.7 at M = 32,
-    4.10 at M = 500, 3.33 at M = 1000, 3.09 at M = 2000, 3.01 at M = 4000). At small M cross-fitting
-    costs variance; that is documented in lmkl.kl.crossfit and shown by `lmkl demo`.
+    |U − C|, so λ is fitted well only once it has been seen many times. With λ clipped to [−1, 2]
+    (lmkl.kl.crossfit) M · Var is 3.27 at M = 32, 3.09 at M = 500, 3.04 at M = 1000, 3.01 at
+    M = 2000, 2.99 at M = 4000; unclipped it was 8.7, 4.10, 3.33, 3.09, 3.01.
     Truncation: the left-out count vectors have mass ε < 1e-8; to close the 0.2 gap to Var(mc) they
     would need |T − KL| > √(0.2 / (M ε)) ≈ 100, while over the enumerated vectors max |T − KL| < 5.
     """
