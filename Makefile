@@ -28,5 +28,10 @@ test: setup lint
 demo: setup
 	$(BIN)/lmkl demo
 
+# The whole DAG on the default (tiny) profile → figures/tiny/; Snakemake reads profiles/default.
+# Other profiles: `.venv/bin/snakemake --cores all --config profile=smollm2` (see Snakefile).
+pipeline: setup
+	$(BIN)/snakemake --cores all
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
