@@ -78,8 +78,15 @@ class FusedLinearRowStats(torch.autograd.Function):
                 d_hq[sl] = dzq @ w_q
             if need_wq:
                 d_wq.addmm_(dzq.T, hq.to(dtype))
-        cast = (lambda d, like: None if d is None else d.to(like.dtype))  # noqa: E731
-        return cast(d_hp, hidden_p), cast(d_wp, weight_p), cast(d_hq, hidden_q), cast(d_wq, weight_q), None, None
+        cast = lambda d, like: None if d is None else d.to(like.dtype)  # noqa: E731
+        return (
+            cast(d_hp, hidden_p),
+            cast(d_wp, weight_p),
+            cast(d_hq, hidden_q),
+            cast(d_wq, weight_q),
+            None,
+            None,
+        )
 
 
 def token_stats_from_hidden(
@@ -110,9 +117,13 @@ def token_stats_from_hidden(
                 f"{tuple(h.shape)} and {tuple(w.shape)}"
             )
         if not (h.is_floating_point() and w.is_floating_point()):
-            raise ValueError(f"hidden_{name}/weight_{name}: expected floating dtypes, got {h.dtype}, {w.dtype}")
+            raise ValueError(
+                f"hidden_{name}/weight_{name}: expected floating dtypes, got {h.dtype}, {w.dtype}"
+            )
     if hidden_p.shape[:2] != hidden_q.shape[:2]:
-        raise ValueError(f"hidden_q: expected [B, T] = {tuple(hidden_p.shape[:2])}, got {tuple(hidden_q.shape[:2])}")
+        raise ValueError(
+            f"hidden_q: expected [B, T] = {tuple(hidden_p.shape[:2])}, got {tuple(hidden_q.shape[:2])}"
+        )
     if weight_p.shape[0] != weight_q.shape[0]:
         raise ValueError(
             f"weight_q: vocabulary size {weight_q.shape[0]} does not match weight_p's {weight_p.shape[0]}"
@@ -122,7 +133,12 @@ def token_stats_from_hidden(
     check_tokens_mask(tokens, mask, B, T, V)
     rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
     logp_n, logq_n, kl_n = FusedLinearRowStats.apply(
-        hidden_p[mask], weight_p, hidden_q[mask], weight_q, tokens[mask].long(), rows_per_chunk(V, CHUNK_ELEMENTS)
+        hidden_p[mask],
+        weight_p,
+        hidden_q[mask],
+        weight_q,
+        tokens[mask].long(),
+        rows_per_chunk(V, CHUNK_ELEMENTS),
     )  # each [N]
     check_no_nan(logp_n, "hidden_p/weight_p", rows)
     check_no_nan(logq_n, "hidden_q/weight_q", rows)

@@ -187,9 +187,10 @@ def block_for(V: int, max_block: int = MAX_BLOCK_V) -> int:
     return min(max_block, triton.next_power_of_2(max(V, 1)))
 
 
-def triton_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor, *, max_block: int = MAX_BLOCK_V):
+def triton_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor):
     """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N].
 
-    `max_block` caps the vocabulary block (tests use a small one to exercise the online rescaling).
+    The block is capped by the module's MAX_BLOCK_V, read at each call (tests lower it to exercise
+    the online rescaling across many blocks).
     """
-    return TritonRowStats.apply(logits_p, logits_q, tokens, block_for(logits_p.shape[-1], max_block))
+    return TritonRowStats.apply(logits_p, logits_q, tokens, block_for(logits_p.shape[-1], MAX_BLOCK_V))

@@ -1,0 +1,54 @@
+"""`token_stats_from_hidden` equals `token_stats` of materialized lm_head logits (float64 oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmkl.kl import token_stats, token_stats_from_hidden
+
+
+def _inputs(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    B, T, V, Hp, Hq = 3, 41, 1271, 24, 16  # batch, positions, vocabulary, two different hidden sizes
+    hp, hq = torch.randn(B, T, Hp, generator=g), torch.randn(B, T, Hq, generator=g)
+    wp, wq = torch.randn(V, Hp, generator=g) / 2, torch.randn(V, Hq, generator=g) / 2
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    mask = torch.rand(B, T, generator=g) < 0.8
+    return [x.to(dtype).requires_grad_() for x in (hp, wp, hq, wq)], tokens, mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matches_materialized_logits(dtype):
+    tensors, tokens, mask = _inputs(dtype)
+    stats = token_stats_from_hidden(*tensors, tokens, mask)
+    ref_in = [x.detach().double().requires_grad_() for x in tensors]
+    hp, wp, hq, wq = ref_in
+    ref = token_stats(hp @ wp.T, hq @ wq.T, tokens, mask, backend="torch")
+    # bf16 logits are rounded to bf16 by the matmul (as a model's lm_head would); the oracle is not.
+    tol = {"atol": 2e-5, "rtol": 2e-5} if dtype == torch.float32 else {"atol": 0.3, "rtol": 0.05}
+    for name in ("logp", "logq", "kl"):
+        torch.testing.assert_close(
+            getattr(stats, name).double(), getattr(ref, name).detach(), **tol, msg=name
+        )
+    if dtype != torch.float32:
+        return  # gradients: checked in float32, where the oracle is not blurred by bf16 logits
+    ups = [torch.randn(mask.shape, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+
+    def loss(s):
+        return sum(
+            (getattr(s, n) * u.to(getattr(s, n).dtype)).sum() for n, u in zip(("logp", "logq", "kl"), ups)
+        )
+
+    grads = torch.autograd.grad(loss(stats), tensors)
+    ref_grads = torch.autograd.grad(loss(ref), ref_in)
+    for name, a, b in zip(("hidden_p", "weight_p", "hidden_q", "weight_q"), grads, ref_grads):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_shape_errors_name_the_argument():
+    (hp, wp, hq, wq), tokens, mask = _inputs(torch.float32)
+    with pytest.raises(ValueError, match="weight_q"):
+        token_stats_from_hidden(hp, wp, hq, wq[:-1], tokens, mask)
+    with pytest.raises(ValueError, match="hidden_p/weight_p"):
+        token_stats_from_hidden(hp, wp.T, hq, wq, tokens, mask)
