@@ -94,8 +94,8 @@ def run_policy(cfg: VarianceConfig) -> None:
 
 
 def body(cfg: VarianceConfig) -> None:
-    torch.set_grad_enabled(False)
-    (run_exact if cfg.target == "exact" else run_policy)(cfg)
+    with torch.no_grad():  # the study only samples and scores
+        (run_exact if cfg.target == "exact" else run_policy)(cfg)
 
 
 def main(overrides: list[str]) -> int:

@@ -84,7 +84,7 @@ def run_gradient_study(
     largest M, where ḡ_U averages the unbiased forms (a visible gap for k3_loss is its bias; for
     the unbiased forms it is sampling noise), n_params = D.
     """
-    from lmkl.models import sample, score_rollout
+    from lmkl.models import sample
 
     if repetitions < 2:
         raise ValueError(f"repetitions: expected ≥ 2 to estimate a variance, got {repetitions}")
@@ -101,6 +101,29 @@ def run_gradient_study(
         )  # rows of prompt i: [i·R·max_m, (i+1)·R·max_m)
     moments = {(f, m): _Moments(D) for f in forms for m in sizes}
     rows = []
+    with torch.enable_grad():  # whatever the caller's mode: the estimates are gradients
+        _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, rows)
+    means = {f: moments[(f, max_m)].sum / repetitions for f in forms}
+    unbiased = [f for f in forms if f != "k3_loss"]
+    pooled = torch.stack([means[f] for f in unbiased]).mean(0) if unbiased else None
+    summary = []
+    for (f, m), mom in moments.items():
+        mean = mom.sum / repetitions
+        summary.append(
+            {
+                "form": f, "M": m, "total_variance": mom.total_variance(), "mean_norm": float(mean.norm()),
+                "dist_to_unbiased": float((means[f] - pooled).norm()) if pooled is not None and m == max_m else float("nan"),
+                "n_params": D, "repetitions": repetitions,
+            }
+        )
+    return pd.DataFrame(rows), pd.DataFrame(summary)
+
+
+def _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, rows) -> None:
+    """Add every repetition's ĝ_f (for each form f and size M) to `moments`, one row each to `rows`."""
+    from lmkl.models import score_rollout
+
+    max_m = sizes[-1]
     for r in range(repetitions):
         running = {f: torch.zeros(D, dtype=torch.float64) for f in forms}  # Σ over the samples so far
         lo = 0
@@ -117,17 +140,3 @@ def run_gradient_study(
                 moments[(f, m)].add(g_hat)
                 rows.append({"form": f, "M": m, "repetition": r, "sq_norm": float(g_hat.square().sum())})
             lo = m
-    means = {f: moments[(f, max_m)].sum / repetitions for f in forms}
-    unbiased = [f for f in forms if f != "k3_loss"]
-    pooled = torch.stack([means[f] for f in unbiased]).mean(0) if unbiased else None
-    summary = []
-    for (f, m), mom in moments.items():
-        mean = mom.sum / repetitions
-        summary.append(
-            {
-                "form": f, "M": m, "total_variance": mom.total_variance(), "mean_norm": float(mean.norm()),
-                "dist_to_unbiased": float((means[f] - pooled).norm()) if pooled is not None and m == max_m else float("nan"),
-                "n_params": D, "repetitions": repetitions,
-            }
-        )
-    return pd.DataFrame(rows), pd.DataFrame(summary)
