@@ -56,6 +56,10 @@ def file_checksums(paths: Sequence[Path]) -> dict[str, str]:
 
 
 def _write_prompt_files(out: Path, train: list[str], test: list[str]) -> dict[str, Any]:
+    """Write both files; a test prompt that is also a train prompt (short prefixes such as "The movie"
+    recur across reviews) is dropped from the test set, so that test prompts are never trained on."""
+    seen = set(train)
+    test = [p for p in test if p not in seen]
     prompts.write_prompts(out / "train.jsonl", train)
     prompts.write_prompts(out / "test.jsonl", test)
     return {"n_train": len(train), "n_test": len(test), "examples": test[:5]}

@@ -52,7 +52,7 @@ def save_causal_lm(src: Path, out_dir: Path, *, dtype: torch.dtype = torch.float
     GPT-2 has no pad token. The authors add a new "[PAD]" token (growing the vocabulary to 50258);
     we use EOS as the pad token instead (as TRL's sentiment example does): padded positions are
     masked by attention masks, so the choice only matters for not changing the model's vocabulary,
-    which keeps the hub weights as they are. Prompts are left-padded for generation.
+    which keeps the hub weights as they are (lmkl.models pads prompts on the left itself).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,7 +60,6 @@ def save_causal_lm(src: Path, out_dir: Path, *, dtype: torch.dtype = torch.float
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
     model.config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)

@@ -164,7 +164,7 @@ def pretrain_lm(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if sched.eval_every and (step + 1) % sched.eval_every == 0 and step + 1 < sched.steps:
             nll, _ = heldout_nll(model, heldout, pad_id)
             rec = {"step": step + 1, "train_loss": sum(losses[-50:]) / len(losses[-50:]), "heldout_nll": nll}

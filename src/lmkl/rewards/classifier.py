@@ -65,6 +65,8 @@ class SentimentClassifierReward:
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
+            if not bool(enc["attention_mask"].sum(-1).all()):  # BERT-style tokenizers add [CLS] [SEP]: never empty
+                raise ValueError(f"texts: the reward tokenizer encodes an item of batch {i // self.batch_size} to no tokens")
             logits = self.model(**enc).logits  # [b, num_labels]
             out.append(logits[:, self.pos].float().cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float32)
