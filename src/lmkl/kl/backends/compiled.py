@@ -44,13 +44,24 @@ def _compiled(fn):
     return call
 
 
+def _unview(x: torch.Tensor) -> torch.Tensor:
+    """The same memory as a plain tensor: no autograd history, no view base.
+
+    Dynamo guards on an input's requires_grad and on the shape of its view base (a chunk of a [N, V]
+    gather, of a [B·T, V] reshape of [B, T, V] logits, of a padded row...), each a recompilation.
+    """
+    return torch.empty(0, dtype=x.dtype, device=x.device).set_(
+        x.untyped_storage(), x.storage_offset(), x.shape, x.stride()
+    )
+
+
 def compiled_forward(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    # Detached: slices of a leaf that requires grad carry requires_grad, a guard that would recompile.
-    return _compiled(chunk_forward)(zp.detach(), zq.detach(), tok)
+    return _compiled(chunk_forward)(*map(_unview, (zp, zq, tok)))
 
 
 def compiled_backward(zp, zq, tok, kl, g_lp, g_lq, g_kl, need_p: bool, need_q: bool):
-    return _compiled(chunk_backward)(zp.detach(), zq.detach(), tok, kl, g_lp, g_lq, g_kl, need_p, need_q)
+    args = map(_unview, (zp, zq, tok, kl, g_lp, g_lq, g_kl))
+    return _compiled(chunk_backward)(*args, need_p, need_q)
 
 
 def rows_without_singleton(N: int, rows: int) -> int:
