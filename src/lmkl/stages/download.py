@@ -36,7 +36,6 @@ from lmkl.stages.paths import ProfilePaths
 class DownloadSection:
     force: bool = False
     tokenizer_corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
-    check_logits: bool = True
 
     def __post_init__(self) -> None:
         if not self.tokenizer_corpus or set(self.tokenizer_corpus) - set(UCI_SOURCES):
