@@ -137,3 +137,5 @@ def test_bad_config_is_refused_naming_the_key(tmp_path, capsys):
     assert "download.tokenizer_corpus" in capsys.readouterr().err
     assert download.main([f"profile.results_root={tmp_path}", "data.unit=chars"]) == 2
     assert "data.unit" in capsys.readouterr().err
+    assert download.main([f"profile.results_root={tmp_path}", "data.unit=tokens"]) == 1  # UCI prompts: words
+    assert "data.unit" in capsys.readouterr().err and not (tmp_path / "tiny").exists()  # before any work

@@ -65,6 +65,9 @@ def download(cfg: DownloadConfig) -> None:
     common = dict(profile=cfg.profile.name, stage="download", force=cfg.download.force)
     try:
         # Prerequisites first, so that a missing input fails in seconds, before any work.
+        if d.unit != {"uci": "words", "hf_imdb": "tokens"}[d.source]:
+            raise AssetError(f"data.unit: data.source={d.source} prompts are cut in "
+                             f"{'words' if d.source == 'uci' else 'tokens of the policy tokenizer'}, got {d.unit!r}")
         if m.source == "smollm2_wheel":
             smollm2.find_gguf()
         if d.source == "uci" or m.source == "pretrain":
@@ -95,15 +98,11 @@ def download(cfg: DownloadConfig) -> None:
         data = dataclasses.asdict(d)
         tok_sha = sha256_file(tokenizer_dir / "tokenizer.json") if d.unit == "tokens" else None
         if d.source == "uci":
-            if d.unit != "words":
-                raise AssetError("data.unit: UCI prompts are cut in words (data.unit=words)")
             pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "inputs": _uci_checksums(d.uci_sources)})
             build = lambda out: artifacts.build_uci_prompts(  # noqa: E731
                 out, sources=d.uci_sources, min_words=d.min_words, max_words=d.max_words, test_fraction=d.test_fraction,
                 seed=d.seed, max_train=d.max_train_prompts, max_test=d.max_test_prompts)
         else:
-            if d.unit != "tokens":
-                raise AssetError("data.unit: IMDB prompts are cut in tokens of the policy's tokenizer (data.unit=tokens)")
             pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "tokenizer": tok_sha})
             build = lambda out: artifacts.build_hub_prompts(  # noqa: E731
                 out, dataset=d.hf_dataset, tokenizer_dir=tokenizer_dir, min_tokens=d.min_words, max_tokens=d.max_words,
