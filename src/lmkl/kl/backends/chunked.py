@@ -88,45 +88,67 @@ def chunk_backward(
 
 
 class ChunkedRowStats(torch.autograd.Function):
-    """Row statistics over row chunks with the analytic backward; `fwd`/`bwd` are the chunk bodies."""
+    """Row statistics over row chunks with the analytic backward; `fwd`/`bwd` are the chunk bodies.
+
+    With `index` ([N] row numbers) only those rows of logits [R, V] are read, one chunk at a time,
+    so a padded batch is never gathered into a copy; the gradient rows of the others are 0.
+    """
 
     @staticmethod
-    def forward(ctx, logits_p, logits_q, tokens, fwd: ChunkForward, bwd: ChunkBackward, rows: int):
-        N = logits_p.shape[0]  # rows (unmasked positions)
+    def forward(ctx, logits_p, logits_q, tokens, fwd: ChunkForward, bwd: ChunkBackward, rows: int, index=None):
+        N = logits_p.shape[0] if index is None else index.shape[0]  # rows that count
         dtype = accumulation_dtype(logits_p)
         out = logits_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
         for start in range(0, N, rows):
             sl = slice(start, start + rows)
-            values = fwd(logits_p[sl].to(dtype), logits_q[sl].to(dtype), tokens[sl])
+            zp, zq, tok = _chunk(logits_p, logits_q, tokens, sl, index)
+            values = fwd(zp.to(dtype), zq.to(dtype), tok)
             for i, v in enumerate(values):
                 out[i, sl] = v
-        ctx.save_for_backward(logits_p, logits_q, tokens, out[2])
+        ctx.save_for_backward(logits_p, logits_q, tokens, out[2], index)
         ctx.bwd, ctx.rows = bwd, rows
         return out[0], out[1], out[2]
 
     @staticmethod
     def backward(ctx, g_lp, g_lq, g_kl):
-        logits_p, logits_q, tokens, kl = ctx.saved_tensors
+        logits_p, logits_q, tokens, kl, index = ctx.saved_tensors
         need_p, need_q = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        N, dtype = logits_p.shape[0], kl.dtype  # rows, accumulation dtype
+        N, dtype = kl.shape[0], kl.dtype  # rows that count, accumulation dtype
         # Unused outputs arrive as None: they contribute a zero upstream gradient.
         g_lp, g_lq, g_kl = (kl.new_zeros(N) if g is None else g.to(dtype) for g in (g_lp, g_lq, g_kl))
-        grad_p = torch.empty_like(logits_p) if need_p else None
-        grad_q = torch.empty_like(logits_q) if need_q else None
+        # Gradients have the inputs' shape; rows outside `index` (padding) get exact zeros.
+        alloc = torch.empty_like if index is None else torch.zeros_like
+        grad_p = alloc(logits_p) if need_p else None
+        grad_q = alloc(logits_q) if need_q else None
         for start in range(0, N, ctx.rows):
             sl = slice(start, start + ctx.rows)
+            zp, zq, tok = _chunk(logits_p, logits_q, tokens, sl, index)
             dzp, dzq = ctx.bwd(
-                logits_p[sl].to(dtype), logits_q[sl].to(dtype), tokens[sl],
-                kl[sl], g_lp[sl], g_lq[sl], g_kl[sl], need_p, need_q,
+                zp.to(dtype), zq.to(dtype), tok, kl[sl], g_lp[sl], g_lq[sl], g_kl[sl], need_p, need_q,
             )  # fmt: skip
-            if need_p:
-                grad_p[sl] = dzp
-            if need_q:
-                grad_q[sl] = dzq
-        return grad_p, grad_q, None, None, None, None
+            for grad, dz in ((grad_p, dzp), (grad_q, dzq)):
+                if grad is None:
+                    continue
+                if index is None:
+                    grad[sl] = dz
+                else:
+                    grad.index_copy_(0, index[sl], dz.to(grad.dtype))
+        return grad_p, grad_q, None, None, None, None, None
 
 
-def chunked_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor):
-    """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]."""
-    rows = rows_per_chunk(logits_p.shape[-1])
-    return ChunkedRowStats.apply(logits_p, logits_q, tokens, chunk_forward, chunk_backward, rows)
+def _chunk(logits_p, logits_q, tokens, sl: slice, index):
+    """Rows `sl` of the rows that count: a view without `index`, a chunk-sized gather with it."""
+    if index is None:
+        return logits_p[sl], logits_q[sl], tokens[sl]
+    rows = index[sl]
+    return logits_p.index_select(0, rows), logits_q.index_select(0, rows), tokens.index_select(0, rows)
+
+
+def chunked_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor, rows=None):
+    """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]; or, with
+    `rows` ([N] indices), from those rows of logits [R, V] read in place (see lmkl.kl.backends)."""
+    per_chunk = rows_per_chunk(logits_p.shape[-1])
+    return ChunkedRowStats.apply(logits_p, logits_q, tokens, chunk_forward, chunk_backward, per_chunk, rows)
+
+
+chunked_rows.accepts_row_index = True

@@ -71,11 +71,16 @@ def rows_without_singleton(N: int, rows: int) -> int:
     return rows
 
 
-def compiled_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor):
-    """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]."""
-    N, V = logits_p.shape  # rows (unmasked positions), vocabulary
+def compiled_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor, rows=None):
+    """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]; or, with
+    `rows` ([N] indices), from those rows of logits [R, V] read in place (see lmkl.kl.backends)."""
+    N = logits_p.shape[0] if rows is None else rows.shape[0]  # rows that count
+    V = logits_p.shape[-1]  # vocabulary
     if N < 2:
         # A single real position (or none): eager mode, as a compiled graph would specialize size 1.
-        return chunked_rows(logits_p, logits_q, tokens)
-    rows = rows_without_singleton(N, rows_per_chunk(V, CHUNK_ELEMENTS))
-    return ChunkedRowStats.apply(logits_p, logits_q, tokens, compiled_forward, compiled_backward, rows)
+        return chunked_rows(logits_p, logits_q, tokens, rows)
+    per_chunk = rows_without_singleton(N, rows_per_chunk(V, CHUNK_ELEMENTS))
+    return ChunkedRowStats.apply(logits_p, logits_q, tokens, compiled_forward, compiled_backward, per_chunk, rows)
+
+
+compiled_rows.accepts_row_index = True
