@@ -34,7 +34,7 @@ class PretrainSection:
     force: bool = False
     corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
     heldout_fraction: float = 0.1
-    steps: int = 800
+    steps: int = 600
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50
