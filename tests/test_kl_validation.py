@@ -85,6 +85,14 @@ def test_unknown_names():
         estimate(stats, "rb_cv", folds=1)
 
 
+@pytest.mark.parametrize(("name", "base"), [("rb_cv", "rb"), ("cv_opt", "mc")])
+def test_crossfitted_with_one_sample_is_the_base_estimator(name, base):
+    """M = 1: nothing to fit the coefficient on, so it is 0 and the value is the base estimator's."""
+    lp, lq, tok, mask = _ok()
+    stats = token_stats(lp[:1], lq[:1], tok[:1], mask[:1])
+    torch.testing.assert_close(estimate(stats, name), estimate(stats, base), rtol=0, atol=1e-6)
+
+
 def test_summarize_uses_n_minus_1_and_the_normal_95_interval():
     x = torch.tensor([1.0, 2.0, 4.0, -3.0])
     s = summarize(x)

@@ -38,10 +38,10 @@ def crossfit_coefficients(x: torch.Tensor, z: torch.Tensor, folds: int | None = 
       fit is undefined).
     """
     n = x.numel()
-    K = n if folds is None else int(folds)
-    if K < 2 and n > 0:
+    if folds is not None and int(folds) < 2:
         raise ValueError(f"folds: expected at least 2 (or None for leave-one-out), got {folds}")
-    K = min(K, n)
+    # A single sample (M = 1) has nothing to fit on: its coefficient is 0 (the first estimator).
+    K = max(1, min(n if folds is None else int(folds), n))
     fold = torch.arange(n, device=x.device) % max(K, 1)
     # Sufficient statistics per fold, then "total minus own fold" for every fold.
     def per_fold(v: torch.Tensor) -> torch.Tensor:
