@@ -42,7 +42,7 @@ class PretrainSection:
     dropout: float = 0.1
     seed: int = 0
     eval_every: int = 200
-    threads: int = 2
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.corpus or set(self.corpus) - set(UCI_SOURCES):
