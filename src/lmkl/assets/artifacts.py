@@ -25,7 +25,7 @@ log = logging.getLogger("lmkl.assets")
 Builder = Callable[[Path], tuple[dict[str, Any], dict[str, Any]]]
 
 # Bump when a builder's output changes for the same inputs: every asset built before is then stale.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 
 def ensure_artifact(

@@ -8,7 +8,10 @@ negative log-likelihood over the real targets of a batch,
     L = Σ_{b,t} m[b,t] · (−log p(x[b,t+1] | x[b,≤t])) / Σ_{b,t} m[b,t],
 
 AdamW with linear warm-up and cosine decay to 10 % of the peak rate, a fixed number of steps (not a
-wall-clock budget, so the result is reproducible), epoch-wise shuffling from a seeded generator.
+wall-clock budget, so the result is reproducible). Batches are length-bucketed: each epoch is a seeded
+permutation, cut into spans of `bucket` batches; within a span sentences are sorted by length and cut
+into batches, and the batches of the epoch are shuffled. Every sentence is still seen once per epoch,
+but padding (60 % of the tokens of random batches of UCI sentences) drops to a few percent.
 Held-out perplexity: exp(Σ NLL / Σ targets) over held-out sentences (targets = every token after the
 first, EOS included; the first token has no context and is not scored).
 """
@@ -117,6 +120,17 @@ def heldout_nll(model, seqs: Sequence[list[int]], pad_id: int, batch_size: int =
     return total / max(count, 1), count
 
 
+def epoch_batches(lengths: Sequence[int], batch_size: int, gen: torch.Generator, bucket: int = 16) -> list[list[int]]:
+    """One epoch of length-bucketed batches of indices into `lengths` (see module doc), seeded by `gen`."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    span = batch_size * bucket
+    batches = []
+    for i in range(0, len(perm), span):
+        chunk = sorted(perm[i : i + span], key=lambda j: lengths[j])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def _lr_at(step: int, sched: PretrainSchedule) -> float:
     """Linear warm-up to sched.lr, then cosine decay to 0.1 · sched.lr at the last step."""
     if step < sched.warmup_steps:
@@ -149,13 +163,14 @@ def pretrain_lm(
         betas=(0.9, 0.95),
     )
     model.train()
-    order: list[int] = []
+    lengths = [len(s) for s in train]
+    queue: list[list[int]] = []
     losses: list[float] = []
     history: list[dict] = []
     for step in range(sched.steps):
-        if len(order) < sched.batch_size:  # a new epoch: reshuffle (the tail of the last one is kept first)
-            order += torch.randperm(len(train), generator=gen).tolist()
-        batch, order = [train[i] for i in order[: sched.batch_size]], order[sched.batch_size :]
+        if not queue:  # a new epoch
+            queue = epoch_batches(lengths, sched.batch_size, gen)
+        batch = [train[i] for i in queue.pop()]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, sched)
         s, n = next_token_nll(model, *collate(batch, pad_id))
