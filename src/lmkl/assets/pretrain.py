@@ -2,10 +2,14 @@
 
 Each sentence is one training sequence, `tokens(sentence) + [EOS]`, starting at position 0 with no
 BOS, exactly as a prompt starts when the policy is sampled; the EOS target teaches the model to stop.
-Batches are padded on the right and padded positions carry no loss. Objective: the mean next-token
-negative log-likelihood over the real targets of a batch,
+Batches are padded on the right and padded positions carry no loss. Objective per step: the summed
+next-token negative log-likelihood of the batch's real targets over the expected number of targets
+per batch, N̄ = batch_size · (mean sentence length − 1),
 
-    L = Σ_{b,t} m[b,t] · (−log p(x[b,t+1] | x[b,≤t])) / Σ_{b,t} m[b,t],
+    L = Σ_{b,t} m[b,t] · (−log p(x[b,t+1] | x[b,≤t])) / N̄,
+
+so that every target token weighs the same whatever the length of its batch's sentences; its mean
+over an epoch is the corpus' per-token NLL.
 
 AdamW with linear warm-up and cosine decay to 10 % of the peak rate, a fixed number of steps (not a
 wall-clock budget, so the result is reproducible). Batches are length-bucketed: each epoch is a seeded
@@ -45,6 +49,7 @@ class PretrainSchedule:
     weight_decay: float
     seed: int
     eval_every: int = 0  # 0: evaluate only at the end
+    bucket: int = 16  # batches per length-sorted span (1: plain random batches)
 
 
 @dataclass(frozen=True)
@@ -164,17 +169,22 @@ def pretrain_lm(
     )
     model.train()
     lengths = [len(s) for s in train]
+    # Normalise by the *expected* number of targets per batch, not by this batch's count: bucketed
+    # batches of short sentences hold few targets, and dividing by their own count would weigh each of
+    # their tokens more than a token of a long sentence. With a constant, every target token has the
+    # same weight, and the epoch's mean loss is the per-token NLL of the corpus.
+    tokens_per_batch = sched.batch_size * (sum(lengths) - len(lengths)) / len(lengths)
     queue: list[list[int]] = []
     losses: list[float] = []
     history: list[dict] = []
     for step in range(sched.steps):
         if not queue:  # a new epoch
-            queue = epoch_batches(lengths, sched.batch_size, gen)
+            queue = epoch_batches(lengths, sched.batch_size, gen, sched.bucket)
         batch = [train[i] for i in queue.pop()]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, sched)
-        s, n = next_token_nll(model, *collate(batch, pad_id))
-        loss = s / n
+        s, _ = next_token_nll(model, *collate(batch, pad_id))
+        loss = s / tokens_per_batch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

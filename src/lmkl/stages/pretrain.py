@@ -34,7 +34,7 @@ class PretrainSection:
     force: bool = False
     corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
     heldout_fraction: float = 0.1
-    steps: int = 600
+    steps: int = 700
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -42,12 +42,13 @@ class PretrainSection:
     dropout: float = 0.1
     seed: int = 0
     eval_every: int = 200
+    bucket: int = 16
     threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.corpus or set(self.corpus) - set(UCI_SOURCES):
             raise config_error("pretrain.corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.corpus)
-        for key in ("steps", "batch_size", "threads"):
+        for key in ("steps", "batch_size", "threads", "bucket"):
             if getattr(self, key) < 1:
                 raise config_error(f"pretrain.{key}", "an integer ≥ 1", getattr(self, key))
         if not 0 < self.heldout_fraction < 1:
@@ -93,7 +94,8 @@ def pretrain(cfg: PretrainConfig) -> None:
     shape = GPT2Shape(vocab_size=m.vocab_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
                       n_positions=m.n_positions, dropout=p.dropout)
     sched = PretrainSchedule(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=p.warmup_steps,
-                             weight_decay=p.weight_decay, seed=p.seed, eval_every=p.eval_every)
+                             weight_decay=p.weight_decay, seed=p.seed, eval_every=p.eval_every,
+                             bucket=p.bucket)
     options = {k: v for k, v in dataclasses.asdict(p).items() if k not in ("force", "eval_every")}
     fp = fingerprint({
         "v": artifacts.BUILD_VERSION, "shape": dataclasses.asdict(shape), "pretrain": options,
