@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lmkl.assets.prompts import write_prompts
+from lmkl.assets.testing import record_handmade_assets
 from lmkl.models.testing import CORPUS, build_tiny_gpt2, build_tiny_tokenizer
 from lmkl.rloo import COLUMNS, read_metrics
 from lmkl.stages import evaluate as evaluate_stage
@@ -26,6 +27,7 @@ def results_root(tmp_path_factory):
     prompts = [" ".join(s.split()[:3]) for s in CORPUS]
     write_prompts(paths.prompts_train, prompts)
     write_prompts(paths.prompts_test, prompts[::-1])
+    record_handmade_assets(paths.assets)  # consumers refuse assets the manifest does not vouch for
     return root
 
 
@@ -68,3 +70,19 @@ def test_train_resume_extend_refuse_evaluate(results_root, capsys):
 def test_bad_input_refused_before_any_work(results_root, capsys, override, key):
     assert train_stage.main(args(results_root, override)) == 2
     assert f"invalid configuration: {key}" in capsys.readouterr().err
+
+
+def test_corrupt_asset_is_refused_and_nothing_is_written(results_root, tmp_path, capsys):
+    """A policy file that no longer matches the manifest's checksum is never loaded (issue: assets)."""
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(results_root / "tiny" / "assets", root / "tiny" / "assets")
+    paths = ProfilePaths("tiny", root)
+    config = paths.policy / "config.json"
+    config.write_text(config.read_text() + " ")  # one byte more: size and sha256 differ
+    capsys.readouterr()
+    assert train_stage.main(args(root, "train.steps=1")) == 1
+    err = capsys.readouterr().err
+    assert "corrupt or partial" in err and "policy" in err
+    assert not paths.run_dir("rb", 0.1, 0).exists()

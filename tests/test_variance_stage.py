@@ -99,6 +99,7 @@ def tiny_results(tmp_path_factory):
     """results/tiny with a reference and one 'trained' policy (two random tiny GPT-2s) and test prompts."""
     from transformers import AutoTokenizer
 
+    from lmkl.assets.testing import record_handmade_assets
     from lmkl.models.testing import build_tiny_gpt2, build_tiny_tokenizer
 
     root = tmp_path_factory.mktemp("results")
@@ -109,6 +110,7 @@ def tiny_results(tmp_path_factory):
     build_tiny_gpt2(base / "train/rb_beta0.1_seed0/model", n, 1, tokenizer_dir=tok, init_std=0.2)
     (base / "assets/prompts").mkdir(parents=True)
     (base / "assets/prompts/test.jsonl").write_text("".join(json.dumps({"prompt": x}) + "\n" for x in ["This movie", "The plot"]))
+    record_handmade_assets(base / "assets")  # consumers refuse assets the manifest does not vouch for
     return root
 
 

@@ -27,7 +27,7 @@ from lmkl.stages.config import to_dict
 from lmkl.stages.config_cmd import PipelineConfig
 from lmkl.stages.runner import StageError
 from lmkl.stages.schema import RunSection
-from lmkl.stages.study_io import log_summary, profile_paths, require
+from lmkl.stages.study_io import log_summary, profile_paths, require, require_assets
 from lmkl.stages.train import resolve_device
 
 log = logging.getLogger("lmkl")
@@ -72,6 +72,7 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
     policy_dir = require(paths.final_model(cfg.estimator, cfg.beta, cfg.seed), "trained policy (run `lmkl train`)")
     ref_dir = require(paths.policy, "reference model")
+    require_assets(paths, "policy", "prompts", *(["reward"] if cfg.reward.kind == "classifier" else []))
     prompts = read_prompts(require(paths.prompts_test, "held-out prompts"))
     if ev.num_prompts is not None:
         prompts = prompts[: ev.num_prompts]

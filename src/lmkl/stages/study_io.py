@@ -37,6 +37,19 @@ def require(path: Path, what: str) -> Path:
     return Path(path)
 
 
+def require_assets(paths: ProfilePaths, *names: str) -> None:
+    """Check the named assets against the manifest's checksums before anything loads them: a
+    corrupt, partial or unrecorded asset is refused (StageError naming it), never used."""
+    from lmkl.assets.errors import AssetError
+    from lmkl.assets.manifest import require_artifact
+
+    for name in names:
+        try:
+            require_artifact(paths.manifest, name)
+        except AssetError as e:
+            raise StageError(str(e)) from e
+
+
 def load_pair(policy_dir: Path, reference_dir: Path):
     """A lmkl.models.ModelPair (p = policy, q = reference) on the study device."""
     from lmkl.models import ModelPair
@@ -56,6 +69,7 @@ def read_test_prompts(paths: ProfilePaths, n: int) -> list[str]:
     """The first n held-out prompts (fixed order: the same prompts for every policy)."""
     from lmkl.assets.prompts import read_prompts
 
+    require_assets(paths, "policy", "prompts")  # the reference model and the prompts
     prompts = read_prompts(require(paths.prompts_test, "held-out prompts"))
     if len(prompts) < n:
         raise StageError(f"asked for {n} prompts but {paths.prompts_test} has {len(prompts)}")

@@ -24,7 +24,7 @@ from lmkl.stages.config_cmd import PipelineConfig
 from lmkl.stages.paths import run_name
 from lmkl.stages.runner import StageError
 from lmkl.stages.schema import RunSection
-from lmkl.stages.study_io import profile_paths, require
+from lmkl.stages.study_io import profile_paths, require, require_assets
 
 log = logging.getLogger("lmkl")
 
@@ -121,6 +121,8 @@ def train(cfg: TrainConfig) -> Path:
     from lmkl.rloo import RLOOTrainer, RunConfigMismatch, TrainingDiverged, check_run_dir, fit
 
     paths = profile_paths(cfg)
+    # Before anything is written: the assets must match the manifest's checksums.
+    require_assets(paths, "policy", "prompts", *(["reward"] if cfg.reward.kind == "classifier" else []))
     run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
     rc = rloo_config(cfg)
     try:  # before any work: the folder holds this run, or nothing, or (overwrite) is emptied
