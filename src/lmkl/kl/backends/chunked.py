@@ -49,9 +49,29 @@ def chunk_forward(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tupl
     logp_y = log_p.gather(-1, idx).squeeze(-1)
     logq_y = log_q.gather(-1, idx).squeeze(-1)
     p = log_p.exp()
-    # Where p = 0 the term is 0 even if log q = −inf (0·∞ and −inf − (−inf) are NaN); where p > 0 = q
-    # it is +inf, as the KL is. A NaN logit makes the whole row NaN (p is NaN, not 0), so it survives.
-    terms = log_p.sub_(log_q).mul_(p).masked_fill_(p == 0, 0.0)  # p (log p − log q), in place
+    # log p − log q, in place. Where p = 0 it is −inf (or NaN when q = 0 too) and must contribute 0,
+    # not 0·∞ = NaN: nan_to_num zeroes both in one pass instead of a comparison and a masked fill
+    # (benchmarks/token_kl.py, N = 2048, V = 50257, idle: 2.24–2.45× → 2.36–2.60× the reference).
+    # +inf (p > 0 = q) is kept, so the KL is +inf, as it should be.
+    ratio = log_p.sub_(log_q).nan_to_num_(nan=0.0, neginf=0.0, posinf=float("inf"))
+    kl = ratio.mul_(p).sum(dim=-1)
+    # NaN logits: a NaN in p's row makes p NaN, so kl stays NaN; a NaN in q's row was zeroed above,
+    # so take the NaN from log q of the sampled token (NaN for the whole row) instead.
+    kl = torch.where(torch.isnan(logq_y), logq_y, kl)
+    return logp_y, logq_y, kl
+
+
+def chunk_forward_for_compile(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`chunk_forward` with the p = 0 terms masked on p == 0: the same values (NaN rows included),
+    in the form Inductor fuses best (3.6× the reference vs 2.9× for the nan_to_num form, measured
+    at N = 2048, V = 50257); eager mode prefers `chunk_forward`."""
+    log_p = torch.log_softmax(zp, dim=-1)  # [n, V]
+    log_q = torch.log_softmax(zq, dim=-1)  # [n, V]
+    idx = tok.unsqueeze(-1)  # [n, 1]
+    logp_y = log_p.gather(-1, idx).squeeze(-1)
+    logq_y = log_q.gather(-1, idx).squeeze(-1)
+    p = log_p.exp()
+    terms = torch.where(p == 0, torch.zeros_like(p), p * (log_p - log_q))
     return logp_y, logq_y, terms.sum(dim=-1)
 
 

@@ -19,7 +19,7 @@ import torch
 from lmkl.kl.backends.chunked import (
     ChunkedRowStats,
     chunk_backward,
-    chunk_forward,
+    chunk_forward_for_compile,
     chunked_rows,
     rows_per_chunk,
 )
@@ -56,7 +56,7 @@ def _unview(x: torch.Tensor) -> torch.Tensor:
 
 
 def compiled_forward(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return _compiled(chunk_forward)(*map(_unview, (zp, zq, tok)))
+    return _compiled(chunk_forward_for_compile)(*map(_unview, (zp, zq, tok)))
 
 
 def compiled_backward(zp, zq, tok, kl, g_lp, g_lq, g_kl, need_p: bool, need_q: bool):
