@@ -18,6 +18,7 @@
 # rerun-incomplete; training resumes from its checkpoints, which are not declared outputs and survive).
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -64,10 +65,23 @@ def lmkl(stage, *extra):
     return f"{THREADS_ENV} {shlex.quote(LMKL)} {stage} {args} > {{log:q}} 2>&1"
 
 
+# One wildcard per training run, `run` = <estimator>_beta<beta>_seed<seed> (lmkl.stages.paths.run_name),
+# so that job names carry the run: Snakemake's job lines, and the SLURM job comment
+# (`rule_train_wildcards_rb_beta0.1_seed0`; the executor plugin names SLURM jobs by a run UUID).
+RUN_BY_NAME = {r["name"]: r for r in PLAN["runs"]}
+
+
+def run_field(key):
+    """A params function: the estimator, beta or seed of the job's run."""
+    return lambda wildcards: RUN_BY_NAME[wildcards.run][key]
+
+
+RUN_PARAMS = {"estimator": run_field("estimator"), "beta": run_field("beta"), "seed": run_field("seed")}
+RUN_ARGS = ("estimator={params.estimator}", "beta={params.beta}", "seed={params.seed}")
+
+
 wildcard_constraints:
-    estimator="|".join(PLAN["estimators"]),
-    beta=r"[0-9][0-9.e+-]*",
-    seed=r"\d+",
+    run="|".join(re.escape(n) for n in RUNS),
 
 
 localrules: all
@@ -117,12 +131,14 @@ rule train:
         prompts=rules.download.output.train,
         reward=reward_inputs,
     output:
-        metrics=f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/metrics.csv",
-        model=directory(f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/model"),
+        metrics=f"{R}/train/{{run}}/metrics.csv",
+        model=directory(f"{R}/train/{{run}}/model"),
+    params:
+        **RUN_PARAMS,
     log:
-        f"{R}/logs/train/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+        f"{R}/logs/train/{{run}}.log",
     shell:
-        lmkl("train", "estimator={wildcards.estimator}", "beta={wildcards.beta}", "seed={wildcards.seed}")
+        lmkl("train", *RUN_ARGS)
 
 
 rule evaluate:
@@ -131,11 +147,13 @@ rule evaluate:
         prompts=rules.download.output.test,
         reward=reward_inputs,
     output:
-        f"{R}/train/{{estimator}}_beta{{beta}}_seed{{seed}}/eval.json",
+        f"{R}/train/{{run}}/eval.json",
+    params:
+        **RUN_PARAMS,
     log:
-        f"{R}/logs/evaluate/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+        f"{R}/logs/evaluate/{{run}}.log",
     shell:
-        lmkl("evaluate", "estimator={wildcards.estimator}", "beta={wildcards.beta}", "seed={wildcards.seed}")
+        lmkl("evaluate", *RUN_ARGS)
 
 
 rule variance:
@@ -144,13 +162,13 @@ rule variance:
         reference=f"{R}/assets/policy",
         prompts=rules.download.output.test,
     output:
-        estimates=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/estimates.parquet",
-        summary=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/summary.csv",
-        truth=f"{R}/variance/{{estimator}}_beta{{beta}}_seed{{seed}}/truth.csv",
+        estimates=f"{R}/variance/{{run}}/estimates.parquet",
+        summary=f"{R}/variance/{{run}}/summary.csv",
+        truth=f"{R}/variance/{{run}}/truth.csv",
     log:
-        f"{R}/logs/variance/{{estimator}}_beta{{beta}}_seed{{seed}}.log",
+        f"{R}/logs/variance/{{run}}.log",
     shell:
-        lmkl("variance", "target={wildcards.estimator}_beta{wildcards.beta}_seed{wildcards.seed}")
+        lmkl("variance", "target={wildcards.run}")
 
 
 rule variance_exact:
