@@ -86,3 +86,19 @@ def test_corrupt_asset_is_refused_and_nothing_is_written(results_root, tmp_path,
     err = capsys.readouterr().err
     assert "corrupt or partial" in err and "policy" in err
     assert not paths.run_dir("rb", 0.1, 0).exists()
+
+
+def test_rerun_after_outputs_were_deleted_rebuilds_them_from_the_checkpoint(results_root):
+    """Snakemake deletes a job's declared outputs (metrics.csv, model/) before re-running it; the
+    checkpoint carries the metric rows, so the rerun restores both without training again."""
+    import shutil
+
+    paths = ProfilePaths("tiny", results_root)
+    run = paths.run_dir("rb", 0.1, 1)
+    assert train_stage.main(args(results_root, "seed=1", "train.steps=2")) == 0
+    before = read_metrics(run / "metrics.csv")
+    (run / "metrics.csv").unlink()
+    shutil.rmtree(run / "model")
+    assert train_stage.main(args(results_root, "seed=1", "train.steps=2")) == 0
+    assert read_metrics(run / "metrics.csv") == before
+    assert (run / "model" / "config.json").is_file()

@@ -28,6 +28,10 @@ class RunConfigMismatch(ValueError):
     """The run folder holds a run of another configuration."""
 
 
+class RunFolderInconsistent(RunConfigMismatch):
+    """The run folder's files disagree (metric rows vs checkpoint) and cannot be reconciled."""
+
+
 class TrainingDiverged(RuntimeError):
     """A NaN/inf appeared; the message names the step and the last good checkpoint."""
 
@@ -92,9 +96,17 @@ def fit(
     rows: list[dict] = []
     if state is not None:
         trainer.load_state_dict(state)
-        rows = [r for r in read_metrics(metrics_path) if r["step"] <= trainer.step_count]
+        # The checkpoint carries the metric rows up to its step, so a metrics.csv that was deleted
+        # (Snakemake removes the declared outputs of a job it re-runs) or cut short is rebuilt.
+        rows = [dict(r) for r in state.get("metrics", [])]
+        if len(rows) != trainer.step_count:  # a checkpoint written before rows were stored in it
+            rows = [r for r in read_metrics(metrics_path) if r["step"] <= trainer.step_count]
         if len(rows) != trainer.step_count:
-            raise RuntimeError(f"{metrics_path}: {len(rows)} rows for a checkpoint at step {trainer.step_count}")
+            raise RunFolderInconsistent(
+                f"{metrics_path}: {len(rows)} metric rows for the checkpoint at step {trainer.step_count}, "
+                "and the checkpoint does not carry them; pass train.overwrite=true to start afresh"
+            )
+        write_metrics(metrics_path, rows)
     if trainer.step_count > steps:
         raise RunConfigMismatch(
             f"{run_dir} already holds {trainer.step_count} updates, more than steps = {steps}; "
@@ -115,7 +127,7 @@ def fit(
         if on_step is not None:
             on_step(row)
         if trainer.step_count % checkpoint_every == 0 or trainer.step_count == steps:
-            save_checkpoint(run_dir, trainer.state_dict(), keep=keep_checkpoints)
+            save_checkpoint(run_dir, {**trainer.state_dict(), "metrics": list(rows)}, keep=keep_checkpoints)
             last_good = trainer.step_count
     save_policy(trainer, model_dir)
     return rows
