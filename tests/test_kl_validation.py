@@ -112,3 +112,17 @@ def test_summarize_bad_values():
     with pytest.raises(ValueError, match="values"):
         summarize(torch.tensor([1.0, float("nan")]))
     assert math.isnan(summarize(torch.tensor([2.0])).stderr)  # n = 1: undefined, not 0
+
+
+def test_pool_over_prompts_is_the_mean_of_means_with_independent_errors():
+    from lmkl.kl import pool_over_prompts
+
+    a = summarize(torch.tensor([1.0, 3.0]))  # mean 2, se 1, one of 2 negative: none
+    b = summarize(torch.tensor([-1.0, 0.0, 4.0, 1.0]))  # mean 1, one of 4 negative
+    pooled = pool_over_prompts([a, b])
+    assert pooled.mean == pytest.approx(1.5)
+    assert pooled.stderr == pytest.approx(math.sqrt(a.stderr**2 + b.stderr**2) / 2)
+    assert (pooled.n, pooled.frac_negative) == (6, pytest.approx(1 / 6))
+    assert pooled.ci_high - pooled.mean == pytest.approx(1.959963984540054 * pooled.stderr)
+    with pytest.raises(ValueError, match="per_prompt"):
+        pool_over_prompts([])

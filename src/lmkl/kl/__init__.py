@@ -10,7 +10,7 @@ Pure tensor math (torch only): this package never imports transformers or any ot
 
 from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
-from lmkl.kl.summary import Estimate, summarize
+from lmkl.kl.summary import Estimate, pool_over_prompts, summarize
 from lmkl.kl.surrogates import SURROGATE_FORMS, UNBIASED_FORMS, kl_surrogate, surrogate_from_stats
 from lmkl.kl.token_stats import TokenStats, token_stats
 
@@ -24,6 +24,7 @@ __all__ = [
     "TokenStats",
     "estimate",
     "kl_surrogate",
+    "pool_over_prompts",
     "summarize",
     "surrogate_from_stats",
     "token_stats",

@@ -56,3 +56,25 @@ def summarize(values: torch.Tensor) -> Estimate:
         n=n,
         frac_negative=float((x < 0).double().mean()),
     )
+
+
+def pool_over_prompts(per_prompt: list[Estimate]) -> Estimate:
+    """Pool per-prompt Estimates into the mean over prompts of the per-prompt means.
+
+    With P prompts and independent per-prompt estimates m_i ± se_i:
+        pooled = (1/P) Σ_i m_i,   se = sqrt(Σ_i se_i²) / P,
+    unbiased for the prompt-averaged KL (1/P) Σ_i KL(p(·|x_i) ‖ q(·|x_i)), the prompts taken as
+    fixed (se leaves out the spread between prompts: it is not the error for the KL averaged over a
+    population the prompts were drawn from). n = all sequences; frac_negative = share among them.
+    """
+    if not per_prompt:
+        raise ValueError("per_prompt: expected at least one per-prompt Estimate")
+    P = len(per_prompt)
+    mean = math.fsum(e.mean for e in per_prompt) / P
+    stderr = math.sqrt(math.fsum(e.stderr**2 for e in per_prompt)) / P
+    n = sum(e.n for e in per_prompt)
+    frac_negative = math.fsum(e.frac_negative * e.n for e in per_prompt) / n
+    return Estimate(
+        mean=mean, stderr=stderr, ci_low=mean - _Z95 * stderr, ci_high=mean + _Z95 * stderr,
+        n=n, frac_negative=frac_negative,
+    )
