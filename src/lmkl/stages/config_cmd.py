@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmkl.stages.config import ConfigError, compose, conf_dir, load, to_dict
+from lmkl.stages.config import ConfigError, compose, conf_dir, config_error, load, to_dict
 from lmkl.stages.paths import ProfilePaths, format_beta, run_name
 from lmkl.stages.schema import (
     DataSection,
@@ -74,6 +74,17 @@ def parse_run_name(name: str) -> tuple[str, float, int]:
     if not m:
         raise ValueError(f"expected a run name <estimator>_beta<beta>_seed<seed>, got {name!r}")
     return m["estimator"], float(m["beta"]), int(m["seed"])
+
+
+def check_study_target(target: str, keywords: tuple[str, ...]) -> None:
+    """A study's `target`: one of `keywords` (e.g. exact, reference) or a run name; else ConfigError."""
+    if target in keywords:
+        return
+    try:
+        parse_run_name(target)
+    except ValueError as e:
+        expected = ", ".join(keywords) + ", or a run name like rb_beta0.1_seed0"
+        raise config_error("target", expected, target) from e
 
 
 def _hydra_value(v: Any) -> str:

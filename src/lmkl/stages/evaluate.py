@@ -24,25 +24,16 @@ from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.config_cmd import PipelineConfig
 from lmkl.stages.runner import StageError
-from lmkl.stages.schema import RunSection
 from lmkl.stages.study_io import log_summary, profile_paths, require, require_assets
-from lmkl.stages.train import resolve_device
+from lmkl.stages.train import TrainConfig, resolve_device
 
 log = logging.getLogger("lmkl")
 
 
 @dataclass
-class EvaluateConfig(PipelineConfig):
-    """The profile's sections plus the run to evaluate: estimator, beta, seed."""
-
-    estimator: str = "rb"
-    beta: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        RunSection(self.estimator, self.beta, self.seed)
+class EvaluateConfig(TrainConfig):
+    """The same keys as `lmkl train`: the profile's sections plus the run (estimator, beta, seed)."""
 
 
 SCHEMA = EvaluateConfig

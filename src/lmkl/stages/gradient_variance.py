@@ -22,8 +22,7 @@ from omegaconf import MISSING
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.config import config_error
-from lmkl.stages.config_cmd import PipelineConfig, parse_run_name
+from lmkl.stages.config_cmd import PipelineConfig, check_study_target, parse_run_name
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import load_pair, log_summary, profile_paths, read_test_prompts, write_table
 
@@ -37,11 +36,7 @@ class GradientVarianceConfig(PipelineConfig):
     target: str = MISSING
 
     def __post_init__(self) -> None:
-        if self.target not in ("reference", "exact"):
-            try:
-                parse_run_name(self.target)
-            except ValueError as e:
-                raise config_error("target", "reference, exact, or a run name like rb_beta0.1_seed0", self.target) from e
+        check_study_target(self.target, ("reference", "exact"))
 
 
 SCHEMA = GradientVarianceConfig

@@ -21,8 +21,7 @@ from omegaconf import MISSING
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.config import config_error
-from lmkl.stages.config_cmd import PipelineConfig, parse_run_name
+from lmkl.stages.config_cmd import PipelineConfig, check_study_target, parse_run_name
 from lmkl.stages.study_io import load_pair, log_summary, profile_paths, read_test_prompts, write_table
 
 log = logging.getLogger("lmkl")
@@ -35,11 +34,7 @@ class VarianceConfig(PipelineConfig):
     target: str = MISSING
 
     def __post_init__(self) -> None:
-        if self.target != "exact":
-            try:
-                parse_run_name(self.target)
-            except ValueError as e:
-                raise config_error("target", "a run name like rb_beta0.1_seed0, or exact", self.target) from e
+        check_study_target(self.target, ("exact",))
 
 
 SCHEMA = VarianceConfig
