@@ -63,16 +63,9 @@ def original_schedule(
     theirs = torch.arange(k * P).reshape(k, P)  # their sample a = c·P + i at row c, column i
     theirs = theirs[torch.randperm(k, generator=generator)].reshape(-1)  # np.random.shuffle: rows only
     ours = (theirs % P) * k + theirs // P  # a = c·P + i  ->  s = i·k + c
-    mini = len(ours) // num_mini_batches
-    schedule = []
-    for a in range(0, len(ours), mini):
-        micros = []
-        for b in range(a, a + mini, m):
-            idx = ours[b : b + m]
-            # reshape(k, m/k) then baseline over dim 0: position j is grouped with the same column j mod m/k
-            micros.append(MicroBatch(idx, torch.arange(m) % (m // k)))
-        schedule.append(micros)
-    return schedule
+    # Their micro-batch is reshaped (k, m/k) and baselined over dim 0: position j of a micro-batch
+    # is grouped with the positions ≡ j mod m/k, whatever prompts they hold.
+    return _cut(ours, torch.arange(len(ours)) % (m // k), num_mini_batches, m, k)
 
 
 def _cut(
