@@ -71,3 +71,19 @@ def test_unreadable_manifest_means_everything_is_stale(tmp_path):
         require_artifact(tmp_path / "manifest.json", "policy")
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1}) != fingerprint({"a": 2, "b": [1, 2]})
     json.loads(json.dumps(read_manifest(tmp_path / "nothing.json")))
+
+
+def test_an_entry_without_files_is_not_a_usable_asset(tmp_path):
+    from lmkl.assets.manifest import record_artifact
+
+    manifest = tmp_path / "manifest.json"
+    record_artifact(manifest, "reward", profile="t", stage="download", fingerprint="x", paths=[], source={})
+    with pytest.raises(AssetError, match="no files recorded"):
+        require_artifact(manifest, "reward")
+
+
+def test_prompt_splits_that_end_up_empty_are_refused(tmp_path):
+    from lmkl.assets.artifacts import _write_prompt_files
+
+    with pytest.raises(AssetError, match="no test prompts left"):
+        _write_prompt_files(tmp_path, ["The movie", "I liked"], ["The movie"])  # every test prompt is a train prompt

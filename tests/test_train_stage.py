@@ -102,3 +102,10 @@ def test_rerun_after_outputs_were_deleted_rebuilds_them_from_the_checkpoint(resu
     assert train_stage.main(args(results_root, "seed=1", "train.steps=2")) == 0
     assert read_metrics(run / "metrics.csv") == before
     assert (run / "model" / "config.json").is_file()
+
+
+def test_evaluate_refuses_more_prompts_than_the_test_split_has(results_root, capsys):
+    assert train_stage.main(args(results_root, "train.steps=1", "seed=2")) == 0
+    capsys.readouterr()
+    assert evaluate_stage.main(args(results_root, "seed=2", "evaluate.num_prompts=100000")) == 1
+    assert "asked for 100000 prompts" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import torch
 
 from lmkl.assets import hub, prompts, smollm2
 from lmkl.assets.corpus import load_uci, uci_files
+from lmkl.assets.errors import AssetError
 from lmkl.assets.manifest import read_manifest, record_artifact, sha256_file, stale_reason
 from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule, build_gpt2, encode_sentences, pretrain_lm
 from lmkl.assets.tokenizer import train_bpe_tokenizer
@@ -60,6 +61,12 @@ def _write_prompt_files(out: Path, train: list[str], test: list[str]) -> dict[st
     recur across reviews) is dropped from the test set, so that test prompts are never trained on."""
     seen = set(train)
     test = [p for p in test if p not in seen]
+    for split, kept in (("train", train), ("test", test)):
+        if not kept:
+            raise AssetError(
+                f"data: no {split} prompts left (test prompts that are also train prompts are dropped); "
+                "raise data.test_fraction or data.max_test_prompts/max_train_prompts, or use longer prefixes"
+            )
     prompts.write_prompts(out / "train.jsonl", train)
     prompts.write_prompts(out / "test.jsonl", test)
     return {"n_train": len(train), "n_test": len(test), "examples": test[:5]}

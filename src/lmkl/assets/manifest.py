@@ -152,7 +152,8 @@ def require_artifact(manifest_path: str | Path, name: str) -> dict[str, Any]:
     entry = read_manifest(manifest_path)["artifacts"].get(name)
     if entry is None:
         raise AssetError(f"{manifest_path}: no '{name}' asset recorded; run `lmkl download` (and `lmkl pretrain` for tiny) first")
-    problems = verify_files(manifest_path.parent, entry.get("files", {}))
+    files = entry.get("files") or {}
+    problems = verify_files(manifest_path.parent, files) if files else ["no files recorded"]
     if problems:
         raise AssetError(f"{manifest_path.parent}: asset '{name}' is corrupt or partial ({'; '.join(problems[:3])}); "
                          f"rerun `lmkl {entry.get('stage', 'download')}` to rebuild it")

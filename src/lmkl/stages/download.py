@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -29,7 +28,7 @@ from lmkl.assets.manifest import fingerprint, sha256_file
 from lmkl.stages import runner
 from lmkl.stages.config import config_error
 from lmkl.stages.config_cmd import PipelineConfig
-from lmkl.stages.paths import ProfilePaths
+from lmkl.stages.study_io import profile_paths
 
 
 @dataclass
@@ -50,16 +49,12 @@ class DownloadConfig(PipelineConfig):
 SCHEMA = DownloadConfig
 
 
-def paths_of(cfg: PipelineConfig) -> ProfilePaths:
-    return ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
-
-
 def _uci_checksums(sources) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in uci_files(list(sources))}
 
 
 def download(cfg: DownloadConfig) -> None:
-    assets = paths_of(cfg).assets
+    assets = profile_paths(cfg).assets
     m, r, d = cfg.model, cfg.reward, cfg.data
     dtype = getattr(torch, m.dtype)
     common = dict(profile=cfg.profile.name, stage="download", force=cfg.download.force)

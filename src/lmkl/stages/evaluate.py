@@ -25,8 +25,15 @@ from pathlib import Path
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
 from lmkl.stages.runner import StageError
-from lmkl.stages.study_io import log_summary, profile_paths, require, require_assets
-from lmkl.stages.train import TrainConfig, resolve_device
+from lmkl.stages.study_io import (
+    log_summary,
+    profile_paths,
+    read_test_prompts,
+    require,
+    require_assets,
+    resolve_device,
+)
+from lmkl.stages.train import TrainConfig
 
 log = logging.getLogger("lmkl")
 
@@ -52,7 +59,6 @@ def run_max_new_tokens(cfg: EvaluateConfig, run_dir: Path) -> int:
 def evaluate(cfg: EvaluateConfig) -> Path:
     import torch
 
-    from lmkl.assets.prompts import read_prompts
     from lmkl.atomic import atomic_write_json
     from lmkl.kl import estimate, summarize
     from lmkl.models import ModelPair, sample, score_rollout
@@ -63,12 +69,11 @@ def evaluate(cfg: EvaluateConfig) -> Path:
     run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
     policy_dir = require(paths.final_model(cfg.estimator, cfg.beta, cfg.seed), "trained policy (run `lmkl train`)")
     ref_dir = require(paths.policy, "reference model")
-    require_assets(paths, "policy", "prompts", *(["reward"] if cfg.reward.kind == "classifier" else []))
-    prompts = read_prompts(require(paths.prompts_test, "held-out prompts"))
-    if ev.num_prompts is not None:
-        prompts = prompts[: ev.num_prompts]
+    if cfg.reward.kind == "classifier":
+        require_assets(paths, "reward")
+    prompts = read_test_prompts(paths, ev.num_prompts)  # checks the policy and prompts assets too
     max_new = run_max_new_tokens(cfg, run_dir)
-    device = resolve_device(ev.device)
+    device = resolve_device(ev.device, "evaluate.device")
     try:
         pair = ModelPair.load(policy_dir, ref_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
         reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)

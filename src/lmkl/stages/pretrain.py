@@ -24,7 +24,7 @@ from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule
 from lmkl.stages import runner
 from lmkl.stages.config import config_error
 from lmkl.stages.config_cmd import PipelineConfig
-from lmkl.stages.download import paths_of
+from lmkl.stages.study_io import profile_paths
 
 SAMPLE_PROMPTS = ["This movie", "The acting was", "I"]
 
@@ -84,7 +84,7 @@ def pretrain(cfg: PretrainConfig) -> None:
         runner.log.info("profile %s: model.source=%s, the model comes from `lmkl download`; nothing to pretrain",
                         cfg.profile.name, m.source)
         return
-    assets = paths_of(cfg).assets
+    assets = profile_paths(cfg).assets
     manifest = assets / "manifest.json"
     try:
         require_artifact(manifest, "tokenizer")
@@ -93,9 +93,7 @@ def pretrain(cfg: PretrainConfig) -> None:
     torch.set_num_threads(p.threads)
     shape = GPT2Shape(vocab_size=m.vocab_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
                       n_positions=m.n_positions, dropout=p.dropout)
-    sched = PretrainSchedule(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=p.warmup_steps,
-                             weight_decay=p.weight_decay, seed=p.seed, eval_every=p.eval_every,
-                             bucket=p.bucket)
+    sched = PretrainSchedule(**{f.name: getattr(p, f.name) for f in dataclasses.fields(PretrainSchedule)})
     options = {k: v for k, v in dataclasses.asdict(p).items() if k not in ("force", "eval_every")}
     fp = fingerprint({
         "v": artifacts.BUILD_VERSION, "shape": dataclasses.asdict(shape), "pretrain": options,

@@ -23,11 +23,20 @@ def profile_paths(cfg) -> ProfilePaths:
     return ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
 
 
-def device() -> str:
-    """cuda when a GPU is visible, else cpu (the studies run on either)."""
+def resolve_device(device: str, key: str) -> str:
+    """auto → cuda when a GPU is visible, else cpu; `cuda` without a GPU is a StageError naming `key`."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StageError(f"{key}: cuda was asked for but no GPU is visible")
+    return device
+
+
+def device() -> str:
+    """cuda when a GPU is visible, else cpu (the studies run on either)."""
+    return resolve_device("auto", "device")
 
 
 def require(path: Path, what: str) -> Path:
@@ -65,15 +74,16 @@ def load_pair(policy_dir: Path, reference_dir: Path):
     return pair
 
 
-def read_test_prompts(paths: ProfilePaths, n: int) -> list[str]:
-    """The first n held-out prompts (fixed order: the same prompts for every policy)."""
+def read_test_prompts(paths: ProfilePaths, n: int | None) -> list[str]:
+    """The first n held-out prompts, or all with n = None (fixed order: the same prompts for every
+    policy), after checking the reference model and the prompts against the manifest."""
     from lmkl.assets.prompts import read_prompts
 
     require_assets(paths, "policy", "prompts")  # the reference model and the prompts
     prompts = read_prompts(require(paths.prompts_test, "held-out prompts"))
-    if len(prompts) < n:
-        raise StageError(f"asked for {n} prompts but {paths.prompts_test} has {len(prompts)}")
-    return prompts[:n]
+    if not prompts or (n is not None and len(prompts) < n):
+        raise StageError(f"asked for {n or 'some'} prompts but {paths.prompts_test} has {len(prompts)}")
+    return prompts if n is None else prompts[:n]
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:

@@ -24,7 +24,7 @@ from lmkl.stages.config_cmd import PipelineConfig
 from lmkl.stages.paths import run_name
 from lmkl.stages.runner import StageError
 from lmkl.stages.schema import RunSection
-from lmkl.stages.study_io import profile_paths, require, require_assets
+from lmkl.stages.study_io import profile_paths, require, require_assets, resolve_device
 
 log = logging.getLogger("lmkl")
 
@@ -44,21 +44,11 @@ class TrainConfig(PipelineConfig):
 SCHEMA = TrainConfig
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StageError("train.device: cuda was asked for but no GPU is visible")
-    return device
-
-
 def rloo_config(cfg: TrainConfig):
     from lmkl.rloo import RLOOConfig
 
     return RLOOConfig(
-        estimator=cfg.estimator, beta=cfg.beta, seed=cfg.seed, device=resolve_device(cfg.train.device),
+        estimator=cfg.estimator, beta=cfg.beta, seed=cfg.seed, device=resolve_device(cfg.train.device, "train.device"),
         **cfg.train.rloo_options(),
     )
 
