@@ -1,8 +1,16 @@
-"""Shared fixtures: exact toy model pairs from `lmkl.exact` (cheap to build, never mutated by tests)."""
+"""Shared test setup (Triton's CPU interpreter) and fixtures: exact toy model pairs from `lmkl.exact` (cheap to build, never mutated by tests)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+# Every test file may run the `triton` backend (test_kl_edge_cases parametrizes over all backends):
+# without CUDA it runs under Triton's CPU interpreter, which must be on whatever file runs first.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from lmkl.exact import counterexample, random_tabular_pair
 

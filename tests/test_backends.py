@@ -12,18 +12,14 @@ kernels. triton is in the `test` extra, so a missing triton fails here instead o
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from lmkl.kl import kl_surrogate, token_stats
+from lmkl.kl.backends import HAS_TRITON, _auto_choice, available
+from lmkl.kl.backends.torch_rows import torch_rows
 
-from lmkl.kl import kl_surrogate, token_stats  # noqa: E402
-from lmkl.kl.backends import HAS_TRITON, _auto_choice, available  # noqa: E402
-from lmkl.kl.backends.torch_rows import torch_rows  # noqa: E402
+CUDA = torch.cuda.is_available()  # without it, Triton runs under its interpreter (tests/conftest.py)
 
 FAST = ["chunked", "compiled", "triton"]
 DEVICE = "cuda" if CUDA else "cpu"
