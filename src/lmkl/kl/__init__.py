@@ -12,7 +12,7 @@ from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
 from lmkl.kl.summary import Estimate, pool_over_prompts, summarize
 from lmkl.kl.surrogates import SURROGATE_FORMS, UNBIASED_FORMS, kl_surrogate, surrogate_from_stats
-from lmkl.kl.token_stats import TokenStats, token_stats
+from lmkl.kl.token_stats import TokenStats, concat_stats, token_stats
 
 __all__ = [
     "CROSSFITTED",
@@ -22,6 +22,7 @@ __all__ = [
     "UNBIASED_FORMS",
     "Estimate",
     "TokenStats",
+    "concat_stats",
     "estimate",
     "kl_surrogate",
     "pool_over_prompts",

@@ -42,7 +42,7 @@ def crossfit_coefficients(x: torch.Tensor, z: torch.Tensor, folds: int | None = 
         raise ValueError(f"folds: expected at least 2 (or None for leave-one-out), got {folds}")
     # A single sample (M = 1) has nothing to fit on: its coefficient is 0 (the first estimator).
     K = max(1, min(n if folds is None else int(folds), n))
-    fold = torch.arange(n, device=x.device) % max(K, 1)
+    fold = torch.arange(n, device=x.device) % K
     # Sufficient statistics per fold, then "total minus own fold" for every fold.
     def per_fold(v: torch.Tensor) -> torch.Tensor:
         return torch.zeros(K, dtype=v.dtype, device=v.device).index_add_(0, fold, v)

@@ -70,7 +70,7 @@ def rb_cv(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
     worse than either — the point, since Var(rb) ≤ Var(mc) fails for summed sequences.
     """
     U = sequence_log_ratio(stats).double()
-    C = stats.kl.sum(dim=-1).double()
+    C = rb(stats).double()
     lam = crossfit_coefficients(C, U - C, folds)
     return (C + lam * (U - C)).to(stats.logp.dtype)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from lmkl.kl.estimators import k3_token
 from lmkl.kl.token_stats import TokenStats, token_stats
 from lmkl.kl.validation import check_logits_pair
 
@@ -55,8 +56,7 @@ def surrogate_from_stats(stats: TokenStats, form: str) -> torch.Tensor:
         future = (reverse_cumsum(kl) - kl).detach()  # Σ_{j>t} KL_j
         return kl.sum(-1) + (_score(logp) * future).sum(-1)
     # k3_loss: per-token k3 differentiated as a loss (biased: its gradient is not ∇KL).
-    terms = torch.where(m, u + torch.expm1(-u), zero)
-    return terms.sum(-1)
+    return k3_token(stats._replace(logq=logq))
 
 
 def kl_surrogate(

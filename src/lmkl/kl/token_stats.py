@@ -55,7 +55,6 @@ def token_stats(
     B, T, V = check_logits_pair(logits_p, logits_q)  # batch, positions, vocabulary
     check_tokens_mask(tokens, mask, B, T, V)
     fn = backends.resolve(backend, logits_p)
-    rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
     # Only the real rows enter any computation (junk at masked positions is never read and gets zero
     # gradient). A backend that takes a row index reads them in place from the [B·T, V] views;
     # otherwise the N real rows are gathered first, which copies them unless every position is real.
@@ -68,9 +67,28 @@ def token_stats(
         logp_n, logq_n, kl_n = fn(flat_p, flat_q, flat_tok, rows=index)
     else:
         logp_n, logq_n, kl_n = fn(logits_p[mask], logits_q[mask], tokens[mask].long())  # each [N]
-    check_no_nan(logp_n, "logits_p", rows)
-    check_no_nan(logq_n, "logits_q", rows)
-    check_no_nan(kl_n, "logits_p/logits_q", rows)
+    return assemble(logp_n, logq_n, kl_n, mask, ("logits_p", "logits_q", "logits_p/logits_q"))
+
+
+def concat_stats(parts: list[TokenStats]) -> TokenStats:
+    """Stack TokenStats [B_i, T_i] along the batch, zero/False-padding the positions to max T_i
+    (padding is masked out, so every estimator sees the same sequences)."""
+    if not parts:
+        raise ValueError("parts: expected at least one TokenStats")
+    T = max(s.mask.shape[1] for s in parts)  # widest response
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, T - x.shape[1]))  # zeros; False for the bool mask
+
+    return TokenStats(*(torch.cat([pad(f) for f in field], dim=0) for field in zip(*parts)))
+
+
+def assemble(logp_n, logq_n, kl_n, mask: torch.Tensor, names: tuple[str, str, str]) -> TokenStats:
+    """TokenStats [B, T] from the [N] statistics of the real rows, after refusing NaN ones: `names`
+    say which inputs a NaN in logp, logq or kl comes from."""
+    rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
+    for values, which in zip((logp_n, logq_n, kl_n), names):
+        check_no_nan(values, which, rows)
     return TokenStats(
         logp=_scatter(logp_n, mask), logq=_scatter(logq_n, mask), kl=_scatter(kl_n, mask), mask=mask
     )

@@ -1,10 +1,10 @@
-"""Split a (prompts × samples) job into generation batches, and join their statistics back."""
+"""Split a (prompts × samples) job into generation batches; `concat_stats` (lmkl.kl) joins their statistics back."""
 
 from __future__ import annotations
 
-import torch
+from lmkl.kl import concat_stats
 
-from lmkl.kl import TokenStats
+__all__ = ["concat_stats", "plan_batches"]
 
 
 def plan_batches(n_prompts: int, n_samples: int, batch_size: int) -> list[tuple[list[int], int]]:
@@ -23,16 +23,3 @@ def plan_batches(n_prompts: int, n_samples: int, batch_size: int) -> list[tuple[
         for start in range(0, n_samples, batch_size):
             plan.append(([i], min(batch_size, n_samples - start)))
     return plan
-
-
-def concat_stats(parts: list[TokenStats]) -> TokenStats:
-    """Stack TokenStats [B_i, T_i] along the batch, zero/False-padding the positions to max T_i
-    (padding is masked out, so every estimator sees the same sequences)."""
-    if not parts:
-        raise ValueError("parts: expected at least one TokenStats")
-    T = max(s.mask.shape[1] for s in parts)  # widest response
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (0, T - x.shape[1]))  # zeros; False for the bool mask
-
-    return TokenStats(*(torch.cat([pad(f) for f in field], dim=0) for field in zip(*parts)))

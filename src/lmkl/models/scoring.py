@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from lmkl.kl import TokenStats, token_stats
+from lmkl.kl import TokenStats, concat_stats, token_stats
 from lmkl.models._compat import keep_last_logits_kwargs
 from lmkl.models.distribution import next_token_logits
 from lmkl.models.errors import NonFiniteLogitsError
@@ -88,4 +88,4 @@ def score_rollout(
             zq = response_logits(pair.q, mb, vocab_size=V, truncate=False)[..., :V]
         check_finite_logits(zq, mask, f"q ({pair.q_name})", start)
         parts.append(token_stats(zp, zq, mb.response, mask, backend=backend))
-    return TokenStats(*(torch.cat(field, dim=0) for field in zip(*parts)))
+    return concat_stats(parts)

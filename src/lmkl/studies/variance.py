@@ -19,20 +19,8 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 import torch
 
-from lmkl.kl import CROSSFITTED, TokenStats, estimate, summarize
+from lmkl.kl import CROSSFITTED, TokenStats, concat_stats, estimate, summarize
 from lmkl.studies.slicing import nested_slices
-
-CROSSFIT_BASE = {"cv_opt": "mc", "rb_cv": "rb"}  # what each cross-fitted estimator is with coefficient 0
-
-
-def cat_stats(parts: Sequence[TokenStats]) -> TokenStats:
-    """Concatenate TokenStats along the batch, right-padding positions (mask False, values 0)."""
-    T = max(p.mask.shape[1] for p in parts)  # widest response
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (0, T - x.shape[1]))
-
-    return TokenStats(*(torch.cat([pad(f) for f in fields], dim=0) for fields in zip(*parts)))
 
 
 def sample_stats(
@@ -50,7 +38,7 @@ def sample_stats(
                 vocab_size=pair.vocab_size,
             )
             parts.append(score_rollout(pair, ro, micro_batch=chunk))
-    return cat_stats(parts)
+    return concat_stats(parts)
 
 
 def _select(stats: TokenStats, idx: range) -> TokenStats:
@@ -70,11 +58,7 @@ def repetition_estimates(
         for r, m, idx in slices:
             if per_seq is not None:
                 value = per_seq[idx.start : idx.stop].mean()
-            elif m == 1:
-                # One sample leaves nothing to fit the coefficient on: it is 0, i.e. the base estimator
-                # (lmkl.kl.crossfit's rule for < MIN_FIT_SAMPLES; estimate() refuses n = 1 outright).
-                value = estimate(_select(stats, idx), CROSSFIT_BASE[name]).double().mean()
-            else:
+            else:  # cross-fitted within the M samples (M = 1: coefficient 0, the base estimator)
                 value = estimate(_select(stats, idx), name).double().mean()
             yield {"estimator": name, "M": m, "repetition": r, "estimate": float(value)}
 

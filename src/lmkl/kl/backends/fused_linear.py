@@ -18,8 +18,8 @@ import torch
 
 from lmkl.kl.backends.chunked import chunk_backward, chunk_forward, rows_per_chunk
 from lmkl.kl.backends.torch_rows import accumulation_dtype
-from lmkl.kl.token_stats import TokenStats, _scatter
-from lmkl.kl.validation import check_no_nan, check_tokens_mask
+from lmkl.kl.token_stats import TokenStats, assemble
+from lmkl.kl.validation import check_tokens_mask
 
 # Rows per chunk so that one [rows, V] float32 logits chunk holds about 2^20 values (4 MiB): large
 # enough for an efficient matmul, small next to [N, V].
@@ -131,7 +131,6 @@ def token_stats_from_hidden(
     B, T, _ = hidden_p.shape  # batch, positions, hidden
     V = weight_p.shape[0]  # vocabulary
     check_tokens_mask(tokens, mask, B, T, V)
-    rows = mask.nonzero()  # [N, 2] (batch, position) of the real positions
     logp_n, logq_n, kl_n = FusedLinearRowStats.apply(
         hidden_p[mask],
         weight_p,
@@ -140,9 +139,4 @@ def token_stats_from_hidden(
         tokens[mask].long(),
         rows_per_chunk(V, CHUNK_ELEMENTS),
     )  # each [N]
-    check_no_nan(logp_n, "hidden_p/weight_p", rows)
-    check_no_nan(logq_n, "hidden_q/weight_q", rows)
-    check_no_nan(kl_n, "hidden/weight", rows)
-    return TokenStats(
-        logp=_scatter(logp_n, mask), logq=_scatter(logq_n, mask), kl=_scatter(kl_n, mask), mask=mask
-    )
+    return assemble(logp_n, logq_n, kl_n, mask, ("hidden_p/weight_p", "hidden_q/weight_q", "hidden/weight"))
