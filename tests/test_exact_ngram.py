@@ -92,3 +92,11 @@ def test_bad_construction_names_the_argument():
     p, _ = random_ngram_pair(0, context=1)
     with pytest.raises(ValueError, match="q"):
         exact_kl(p, random_ngram_pair(0, context=2)[1])
+
+
+def test_enumeration_oracles_refuse_an_ngram_model_with_a_clear_error():
+    from lmkl.exact import estimator_moments, random_ngram_pair
+
+    p, q = random_ngram_pair(0)
+    with pytest.raises(ValueError, match="TabularLM"):
+        estimator_moments(p, q, "rb")

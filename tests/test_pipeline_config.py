@@ -55,6 +55,9 @@ def test_snakemake_config_keys_become_hydra_overrides():
         ({"estimators": ["k3"]}, "sweep.estimators"),
         ({"prompts": 0}, "variance.prompts"),
         ({"bogus": 1}, "--config bogus"),
+        ({"repetitions": 1}, "variance.repetitions"),  # a std over one estimate would be NaN
+        ({"overrides": ["variance.estimators=[rb,k3]"]}, "variance.estimators"),  # figures are relative to mc
+        ({"overrides": ["gradient_variance.forms=[rb_causal]"]}, "gradient_variance.forms"),
         ({"train_overrides": "train.steps"}, ""),  # not a key=value override: Hydra refuses it
     ],
 )

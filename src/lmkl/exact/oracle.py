@@ -38,6 +38,11 @@ class Moments(NamedTuple):
 
 def support(p: TabularLM) -> Support:
     """Enumerate every string y with p(y) > 0 (strings of probability 0 would only add 0·(−∞) terms)."""
+    if not isinstance(p, TabularLM):
+        raise ValueError(
+            f"p: expected a TabularLM (a finite support to enumerate), got {type(p).__name__}; "
+            "an NGramLM has unbounded length: use exact_kl / exact_kl_grad"
+        )
     tokens, mask = p.all_strings()
     log_p = p.log_prob(tokens, mask)
     keep = log_p.detach() > float("-inf")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lmkl.kl import ESTIMATORS
+from lmkl.kl import ESTIMATORS, SURROGATE_FORMS
+from lmkl.rloo.config import TRAIN_ESTIMATORS
 from lmkl.stages.config import ConfigError, config_error
 
 
@@ -35,8 +36,8 @@ class SweepSection:
 
     def __post_init__(self) -> None:
         for e in self.estimators:
-            if e not in ("mc", "rb"):
-                raise config_error("sweep.estimators", "training estimators among ['mc', 'rb']", e)
+            if e not in TRAIN_ESTIMATORS:
+                raise config_error("sweep.estimators", f"training estimators among {list(TRAIN_ESTIMATORS)}", e)
         for b in self.betas:
             if b < 0:
                 raise config_error("sweep.betas", "values ≥ 0", b)
@@ -61,8 +62,8 @@ class RunSection:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.estimator not in ("mc", "rb"):
-            raise config_error("estimator", "one of ['mc', 'rb'] for training", self.estimator)
+        if self.estimator not in TRAIN_ESTIMATORS:
+            raise config_error("estimator", f"one of {list(TRAIN_ESTIMATORS)} for training", self.estimator)
         if self.beta < 0:
             raise config_error("beta", "a KL coefficient ≥ 0", self.beta)
 
@@ -185,15 +186,17 @@ class VarianceSection:
         for e in self.estimators:
             if e not in VALUE_ESTIMATORS:
                 raise config_error("variance.estimators", f"names among {VALUE_ESTIMATORS}", e)
-        if not self.estimators:
-            raise config_error("variance.estimators", "a non-empty list", self.estimators)
+        if "mc" not in self.estimators:  # the figures and tables report every estimator relative to mc
+            raise config_error("variance.estimators", "a list that includes mc (results are relative to it)", self.estimators)
+        if self.repetitions < 2:
+            raise config_error("variance.repetitions", "≥ 2 (a standard deviation needs two estimates)", self.repetitions)
         if not self.temperature > 0:
             raise config_error("variance.temperature", "a temperature > 0", self.temperature)
         if self.oracle_crossfit_m < 2:
             raise config_error("variance.oracle_crossfit_m", "≥ 2 (cross-fitting needs other samples)", self.oracle_crossfit_m)
 
 
-GRADIENT_FORMS = ["mc_seq", "mc_causal", "rb_paper", "rb_causal", "k3_loss"]
+GRADIENT_FORMS = list(SURROGATE_FORMS)
 
 
 @dataclass
@@ -226,8 +229,8 @@ class GradientVarianceSection:
         for f in self.forms:
             if f not in GRADIENT_FORMS:
                 raise config_error("gradient_variance.forms", f"forms among {GRADIENT_FORMS}", f)
-        if not self.forms:
-            raise config_error("gradient_variance.forms", "a non-empty list", self.forms)
+        if "mc_seq" not in self.forms:  # the figure reports every form relative to mc_seq
+            raise config_error("gradient_variance.forms", "a list that includes mc_seq (results are relative to it)", self.forms)
         if not self.temperature > 0:
             raise config_error("gradient_variance.temperature", "a temperature > 0", self.temperature)
 
