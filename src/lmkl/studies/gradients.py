@@ -48,16 +48,18 @@ def select_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> list[t
 
 
 class _Moments:
-    """Running Σ_r ĝ_r (a [D] float64 vector) and the per-repetition ‖ĝ_r‖²."""
+    """Running Σ_r ĝ_r (a [D] float64 vector, on the parameters' device) and the per-repetition ‖ĝ_r‖²."""
 
-    def __init__(self, dim: int):
-        self.sum = torch.zeros(dim, dtype=torch.float64)
+    def __init__(self, dim: int, device: torch.device | str = "cpu"):
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
         self.sq_norms: list[float] = []
 
-    def add(self, g: torch.Tensor) -> None:
-        g = g.double().cpu()
+    def add(self, g: torch.Tensor) -> float:
+        """Add one estimate; returns its squared norm (one number crosses to the host, not [D])."""
         self.sum += g
-        self.sq_norms.append(float(g.square().sum()))
+        sq = float(g.square().sum())
+        self.sq_norms.append(sq)
+        return sq
 
     def total_variance(self) -> float:
         R = len(self.sq_norms)
@@ -99,7 +101,7 @@ def run_gradient_study(
             max_new_tokens=max_new_tokens, temperature=temperature, generator=generator,
             vocab_size=pair.vocab_size,
         )  # rows of prompt i: [i·R·max_m, (i+1)·R·max_m)
-    moments = {(f, m): _Moments(D) for f in forms for m in sizes}
+    moments = {(f, m): _Moments(D, tensors[0].device) for f in forms for m in sizes}
     rows = []
     with torch.enable_grad():  # whatever the caller's mode: the estimates are gradients
         _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, rows)
@@ -125,7 +127,8 @@ def _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, row
 
     max_m = sizes[-1]
     for r in range(repetitions):
-        running = {f: torch.zeros(D, dtype=torch.float64) for f in forms}  # Σ over the samples so far
+        device = tensors[0].device
+        running = {f: torch.zeros(D, dtype=torch.float64, device=device) for f in forms}  # Σ over samples so far
         lo = 0
         for m in sizes:
             # Samples lo..m−1 of repetition r's block, for every prompt: the chunk the M = m estimate adds.
@@ -135,8 +138,7 @@ def _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, row
                 loss = surrogate_from_stats(stats, f).sum()
                 grads = torch.autograd.grad(loss, tensors, retain_graph=k + 1 < len(forms), allow_unused=True)
                 flat = torch.cat([(g if g is not None else torch.zeros_like(t)).reshape(-1) for g, t in zip(grads, tensors)])
-                running[f] += flat.double().cpu()
+                running[f] += flat.double()
                 g_hat = running[f] / (P * m)  # ĝ_f from M = m samples per prompt
-                moments[(f, m)].add(g_hat)
-                rows.append({"form": f, "M": m, "repetition": r, "sq_norm": float(g_hat.square().sum())})
+                rows.append({"form": f, "M": m, "repetition": r, "sq_norm": moments[(f, m)].add(g_hat)})
             lo = m
