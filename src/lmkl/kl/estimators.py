@@ -53,13 +53,27 @@ def rb(stats: TokenStats, **_) -> torch.Tensor:
     return stats.kl.sum(dim=-1)
 
 
+def control_variate_pair(stats: TokenStats, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, z), each [B] float64, of a control-variate estimator x + c·z with E[z] = 0:
+    cv_opt: (U, e^{−U} − 1) (zero mean when supp q ⊆ supp p); rb_cv: (C, U − C) (a martingale)."""
+    U = sequence_log_ratio(stats).double()
+    if estimator == "cv_opt":
+        return U, torch.expm1(-U)  # r − 1 with r = q(y)/p(y)
+    if estimator == "rb_cv":
+        C = rb(stats).double()
+        return C, U - C
+    raise ValueError(f"estimator: expected cv_opt or rb_cv, got {estimator!r}")
+
+
+def _crossfitted(stats: TokenStats, estimator: str, folds: int | None) -> torch.Tensor:
+    x, z = control_variate_pair(stats, estimator)
+    return (x + crossfit_coefficients(x, z, folds) * z).to(stats.logp.dtype)
+
+
 def cv_opt(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
     """U + α (e^{−U} − 1) with the variance-optimal α = −Cov(U, r)/Var(r), r = q(y)/p(y), cross-fitted
     (`lmkl.kl.crossfit`) so that the mean stays unbiased. Not sign-constrained."""
-    U = sequence_log_ratio(stats).double()
-    g = torch.expm1(-U)  # r − 1, zero mean under p when supp q ⊆ supp p
-    alpha = crossfit_coefficients(U, g, folds)
-    return (U + alpha * g).to(stats.logp.dtype)
+    return _crossfitted(stats, "cv_opt", folds)
 
 
 def rb_cv(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
@@ -69,10 +83,7 @@ def rb_cv(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
     unbiased for any λ fitted without the sample; λ = 0 is rb, λ = 1 is mc. Asymptotically never
     worse than either — the point, since Var(rb) ≤ Var(mc) fails for summed sequences.
     """
-    U = sequence_log_ratio(stats).double()
-    C = rb(stats).double()
-    lam = crossfit_coefficients(C, U - C, folds)
-    return (C + lam * (U - C)).to(stats.logp.dtype)
+    return _crossfitted(stats, "rb_cv", folds)
 
 
 EstimatorFn = Callable[..., torch.Tensor]
