@@ -49,10 +49,6 @@ class DownloadConfig(PipelineConfig):
 SCHEMA = DownloadConfig
 
 
-def _uci_checksums(sources) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in uci_files(list(sources))}
-
-
 def download(cfg: DownloadConfig) -> None:
     assets = profile_paths(cfg).assets
     m, r, d = cfg.model, cfg.reward, cfg.data
@@ -71,7 +67,7 @@ def download(cfg: DownloadConfig) -> None:
         # The model (or, for tiny, its tokenizer): prompts cut in tokens need its tokenizer.
         if m.source == "pretrain":
             tok_fp = fingerprint({"v": artifacts.BUILD_VERSION, "vocab_size": m.vocab_size, "n_positions": m.n_positions,
-                                  "corpus": _uci_checksums(cfg.download.tokenizer_corpus)})
+                                  "corpus": artifacts.file_checksums(uci_files(list(cfg.download.tokenizer_corpus)))})
             artifacts.ensure_artifact(assets, "tokenizer", fingerprint=tok_fp, **common, build=lambda out: artifacts.build_tokenizer(
                 out, sources=cfg.download.tokenizer_corpus, vocab_size=m.vocab_size, model_max_length=m.n_positions))
             tokenizer_dir = assets / "tokenizer"
@@ -93,7 +89,7 @@ def download(cfg: DownloadConfig) -> None:
         data = dataclasses.asdict(d)
         tok_sha = sha256_file(tokenizer_dir / "tokenizer.json") if d.unit == "tokens" else None
         if d.source == "uci":
-            pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "inputs": _uci_checksums(d.uci_sources)})
+            pr_fp = fingerprint({"v": artifacts.BUILD_VERSION, "data": data, "inputs": artifacts.file_checksums(uci_files(list(d.uci_sources)))})
             build = lambda out: artifacts.build_uci_prompts(  # noqa: E731
                 out, sources=d.uci_sources, min_words=d.min_words, max_words=d.max_words, test_fraction=d.test_fraction,
                 seed=d.seed, max_train=d.max_train_prompts, max_test=d.max_test_prompts)

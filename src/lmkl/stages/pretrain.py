@@ -19,7 +19,7 @@ import torch
 from lmkl.assets import artifacts
 from lmkl.assets.corpus import UCI_SOURCES, uci_files
 from lmkl.assets.errors import AssetError
-from lmkl.assets.manifest import fingerprint, require_artifact, sha256_file
+from lmkl.assets.manifest import fingerprint, require_artifact
 from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule
 from lmkl.stages import runner
 from lmkl.stages.config import config_error
@@ -97,8 +97,8 @@ def pretrain(cfg: PretrainConfig) -> None:
     options = {k: v for k, v in dataclasses.asdict(p).items() if k not in ("force", "eval_every")}
     fp = fingerprint({
         "v": artifacts.BUILD_VERSION, "shape": dataclasses.asdict(shape), "pretrain": options,
-        "tokenizer": {f.name: sha256_file(f) for f in sorted((assets / "tokenizer").iterdir()) if f.is_file()},
-        "corpus": {f.name: sha256_file(f) for f in uci_files(list(p.corpus))},
+        "tokenizer": artifacts.file_checksums(sorted(f for f in (assets / "tokenizer").iterdir() if f.is_file())),
+        "corpus": artifacts.file_checksums(uci_files(list(p.corpus))),
     })
 
     def build(out):
