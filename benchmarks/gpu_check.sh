@@ -13,7 +13,8 @@ unset TRITON_INTERPRET
 "$PY" -c "import torch, triton; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.__version__, triton.__version__, torch.cuda.get_device_name())"
 
-timeout 90 "$PY" -m pytest -q tests/test_backends.py tests/test_backends_fused_linear.py
+timeout 90 "$PY" -m pytest -q tests/test_backends.py tests/test_backends_fused_linear.py \
+  tests/test_backends_nan_gradients.py
 
 timeout 90 "$PY" benchmarks/token_kl.py --device cuda --dtype bfloat16 --N 4096 --V 151936 \
   --backends triton compiled chunked --warmup 2 --reps 10 --peak-gbps "$PEAK_GBPS"

@@ -103,7 +103,11 @@ def chunk_backward(
     if need_p:
         # p ⊙ (g_kl (log p − log q − KL) − g_lp) + g_lp onehot; 0 where p = 0 (see chunk_forward).
         ratio = log_p.sub_(log_q).sub_(kl.unsqueeze(-1))  # log p − log q − KL, in place
-        dzp = ratio.mul_(g_kl).sub_(g_lp).mul_(p).masked_fill_(p == 0, 0.0).scatter_add_(-1, idx, g_lp)
+        # A row whose KL is unused (g_kl = 0) contributes no KL term, even where that term is not
+        # finite (KL = +inf: q = 0 where p > 0, so ∞ − ∞ and 0·∞ = NaN); autograd through the
+        # `torch` backend never visits an unused KL, so its gradient is finite there.
+        kl_term = ratio.mul_(g_kl).masked_fill_(g_kl == 0, 0.0)
+        dzp = kl_term.sub_(g_lp).mul_(p).masked_fill_(p == 0, 0.0).scatter_add_(-1, idx, g_lp)
     return dzp, dzq
 
 

@@ -110,8 +110,10 @@ def _bwd(zp_ptr, zq_ptr, tok_ptr, stats_ptr, g_ptr, dzp_ptr, dzq_ptr, N, V, stri
         log_q = tl.load(zq_row + cols, mask=valid, other=-float("inf")).to(ACC) - lse_q
         p = tl.exp(log_p)
         if NEED_P:
-            # p ⊙ (g_kl (log p − log q − KL) − g_lp) + g_lp onehot; 0 where p = 0 (no 0·∞).
-            dzp = tl.where(p > 0, p * (g_kl * (log_p - log_q - kl) - g_lp), 0.0)
+            # p ⊙ (g_kl (log p − log q − KL) − g_lp) + g_lp onehot; 0 where p = 0 (no 0·∞). An
+            # unused KL (g_kl = 0) adds no term, even where it is not finite (KL = +inf: ∞ − ∞).
+            kl_term = tl.where(g_kl != 0, g_kl * (log_p - log_q - kl), 0.0)
+            dzp = tl.where(p > 0, p * (kl_term - g_lp), 0.0)
             dzp += tl.where(onehot, g_lp, 0.0)
             tl.store(dzp_ptr + row * stride_d + cols, dzp.to(dzp_ptr.dtype.element_ty), mask=valid)
         if NEED_Q:
