@@ -11,7 +11,13 @@ Pure tensor math (torch only): this package never imports transformers or any ot
 from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
 from lmkl.kl.summary import Estimate, pool_over_prompts, summarize
-from lmkl.kl.surrogates import SURROGATE_FORMS, UNBIASED_FORMS, kl_surrogate, surrogate_from_stats
+from lmkl.kl.surrogates import (
+    SURROGATE_FORMS,
+    UNBIASED_FORMS,
+    kl_surrogate,
+    surrogate_from_stats,
+    surrogate_terms,
+)
 from lmkl.kl.token_stats import TokenStats, concat_stats, token_stats
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "pool_over_prompts",
     "summarize",
     "surrogate_from_stats",
+    "surrogate_terms",
     "token_stats",
     "token_stats_from_hidden",
 ]

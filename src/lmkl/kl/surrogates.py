@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from lmkl.kl.estimators import k3_token
 from lmkl.kl.token_stats import TokenStats, token_stats
 from lmkl.kl.validation import check_logits_pair
 
@@ -35,8 +34,15 @@ def reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1).cumsum(-1).flip(-1)
 
 
-def surrogate_from_stats(stats: TokenStats, form: str) -> torch.Tensor:
-    """The surrogate of `form` from TokenStats whose logp and kl carry p_θ's graph (logq frozen)."""
+def surrogate_terms(stats: TokenStats, form: str) -> torch.Tensor:
+    """Per-position terms [B, T] of the surrogate of `form`, zero where masked; their sum over t is
+    `surrogate_from_stats(stats, form)`. stats: logp and kl carry p_θ's graph (logq is frozen).
+
+    Term t holds what position t contributes: for rb_causal KL_t(θ) + ∇log p(y_t)·stopgrad(Σ_{j>t} KL_j),
+    for mc_causal ∇log p(y_t)·stopgrad(Σ_{j≥t} u_j) (plus u_t in value), for the sequence-level
+    score forms stopgrad(U or Σ KL)·∇log p(y_t), for k3_loss the token's k3. Weighting term t by a
+    constant w_t weights its gradient, which is how an off-policy correction enters.
+    """
     if form not in SURROGATE_FORMS:
         raise ValueError(f"form: expected one of {sorted(SURROGATE_FORMS)}, got {form!r}")
     m = stats.mask
@@ -44,19 +50,38 @@ def surrogate_from_stats(stats: TokenStats, form: str) -> torch.Tensor:
     logp, logq = stats.logp, stats.logq.detach()
     u = torch.where(m, logp - logq, zero)  # [B, T]
     if form == "mc_seq":
-        U = u.sum(-1).detach()
-        return U + U * _score(logp.sum(-1))
+        U = u.sum(-1, keepdim=True).detach()  # [B, 1]
+        return u.detach() + U * _score(logp)
     if form == "mc_causal":
         to_go = reverse_cumsum(u).detach()  # Σ_{j≥t} u_j
-        return u.sum(-1).detach() + (_score(logp) * to_go).sum(-1)
+        return u.detach() + _score(logp) * to_go
     kl = stats.kl
     if form == "rb_paper":
-        return kl.sum(-1) + kl.sum(-1).detach() * _score(logp.sum(-1))
+        return kl + kl.sum(-1, keepdim=True).detach() * _score(logp)
     if form == "rb_causal":
         future = (reverse_cumsum(kl) - kl).detach()  # Σ_{j>t} KL_j
-        return kl.sum(-1) + (_score(logp) * future).sum(-1)
+        return kl + _score(logp) * future
     # k3_loss: per-token k3 differentiated as a loss (biased: its gradient is not ∇KL).
-    return k3_token(stats._replace(logq=logq))
+    return torch.where(m, u + torch.expm1(-u), zero)
+
+
+def surrogate_from_stats(stats: TokenStats, form: str, *, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The surrogate of `form` [B] from TokenStats whose logp and kl carry p_θ's graph (logq frozen).
+
+    weights: optional importance weights π_θ/π_old of the samples, per position [B, T] or per
+      sequence [B], treated as constants (detached): term t of the surrogate (`surrogate_terms`) is
+      multiplied by its weight, so the gradient is the importance-weighted one when the samples come
+      from an older policy (PPO epochs after the first). A per-sequence weight p_θ(y)/p_old(y) keeps
+      E[∇] exact; per-position weights are the usual token-level (PPO-style) approximation. None: 1.
+    """
+    terms = surrogate_terms(stats, form)  # [B, T]
+    if weights is not None:
+        B, T = terms.shape  # batch, positions
+        if weights.shape not in ((B,), (B, 1), (B, T)):
+            raise ValueError(f"weights: expected shape [B] = [{B}] or [B, T] = [{B}, {T}], got {tuple(weights.shape)}")
+        w = weights.detach().to(terms.dtype)
+        terms = terms * (w.unsqueeze(-1) if w.dim() == 1 else w)
+    return terms.sum(-1)
 
 
 def kl_surrogate(
