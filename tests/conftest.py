@@ -1,8 +1,9 @@
-"""Shared test setup (Triton's CPU interpreter) and fixtures: exact toy model pairs from `lmkl.exact` (cheap to build, never mutated by tests)."""
+"""Shared test setup (Triton's CPU interpreter) and fixtures: exact toy model pairs from `lmkl.exact` (cheap to build, never mutated by tests), and a stand-in hub cache for the paper profile (tests/hub_standin.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from hub_standin import build_standin_hub
 from lmkl.exact import counterexample, random_tabular_pair
 
 # Seeds of the random tabular toys used across the statistical tests (2 letters + EOS, ≤ 3 letters:
@@ -29,3 +31,17 @@ def toy_pair(request):
 def counterexample_pair():
     """The two-step pair of paper-digest §3.2 where Var(rb) > Var(mc)."""
     return counterexample()
+
+
+@pytest.fixture(scope="session")
+def _standin_hub_master(tmp_path_factory):
+    return build_standin_hub(tmp_path_factory.mktemp("hf_home_master"))
+
+
+@pytest.fixture
+def standin_hub(_standin_hub_master, tmp_path):
+    """HF_HOME of a fresh copy of the stand-in hub cache (lvwerra/gpt2-imdb, lvwerra/distilbert-imdb,
+    stanfordnlp/imdb under their real ids; tests may delete repositories from it)."""
+    home = tmp_path / "hf_home"
+    shutil.copytree(_standin_hub_master, home, symlinks=True)
+    return home

@@ -83,6 +83,9 @@ def test_paper_download_without_hub_fails_fast_naming_the_repository(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "model.hub_id=lvwerra/gpt2-imdb" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
     assert "local folder" in proc.stderr  # says how to provide it
+    for command in ("hf download lvwerra/gpt2-imdb", "hf download lvwerra/distilbert-imdb",
+                    "hf download stanfordnlp/imdb --repo-type dataset --include 'plain_text/*'"):
+        assert command in proc.stderr  # every missing repository at once, each with its command
     assert "Traceback" not in proc.stderr
     assert elapsed < 60  # seconds of Python start-up and imports, no network wait
     assert not (tmp_path / "paper" / "assets" / "policy").exists()

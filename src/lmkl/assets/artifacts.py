@@ -126,12 +126,12 @@ def build_smollm2(out: Path, *, dtype: torch.dtype):
 
 
 def build_hub_causal_lm(out: Path, *, repo_id: str, revision: str | None, dtype: torch.dtype):
-    snap = hub.fetch_snapshot(repo_id, revision, key="model.hub_id")
+    snap = hub.fetch(hub.HubRepo("model.hub_id", repo_id, "model", revision))
     return {"kind": "hf_hub", "repo_id": repo_id, "revision": revision}, hub.save_causal_lm(snap, out, dtype=dtype)
 
 
 def build_hub_classifier(out: Path, *, repo_id: str, revision: str | None):
-    snap = hub.fetch_snapshot(repo_id, revision, key="reward.hub_id")
+    snap = hub.fetch(hub.HubRepo("reward.hub_id", repo_id, "model", revision))
     return {"kind": "hf_hub", "repo_id": repo_id, "revision": revision}, hub.save_classifier(snap, out)
 
 
