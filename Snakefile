@@ -52,7 +52,8 @@ FIGURES = ["variance", "training_curves", "pareto", "gradient_variance", "oracle
 FIGURE_EXTS = [*PLAN["config"]["figures"]["formats"], "md"]  # each figure in every format + its caption
 TABLES = [
     "training.csv", "runs.csv", "pareto_share.csv", "variance.parquet", "variance_summary.csv",
-    "variance_table.csv", "variance_truth.csv", "gradient_variance.csv", "oracle_values.csv", "oracle_gradients.csv",
+    "variance_table.csv", "variance_truth.csv", "gradient_variance.csv", "gradient_repetitions.parquet",
+    "oracle_values.csv", "oracle_gradients.csv",
 ]
 LMKL = shutil.which("lmkl", path=os.path.dirname(sys.executable)) or shutil.which("lmkl") or "lmkl"
 # One thread per job unless a profile sets more: on a 2-core machine two jobs then run side by side.
@@ -217,7 +218,8 @@ rule aggregate:
         evals=expand(f"{R}/train/{{run}}/eval.json", run=RUNS),
         variance=expand(f"{R}/variance/{{run}}/summary.csv", run=RUNS),
         variance_exact=rules.variance_exact.output,
-        gradients=expand(f"{R}/gradient_variance/{{point}}/summary.csv", point=["reference", GRAD_RUN]),
+        gradients=expand(f"{R}/gradient_variance/{{point}}/{{f}}", point=["reference", GRAD_RUN],
+                         f=["summary.csv", "repetitions.parquet"]),
         gradients_exact=rules.gradient_variance_exact.output,
     output:
         expand(f"{R}/tables/{{table}}", table=TABLES),

@@ -42,7 +42,8 @@ def write_profile(root: Path, profile: str = "tiny") -> ProfilePaths:
                     "kl_mc_stderr": 0.1, "kl_rb": kl * steps / STEPS, "kl_rb_stderr": 0.01,
                 }).to_csv(d / "metrics.csv", index=False)
                 (d / "eval.json").write_text(json.dumps(
-                    {"reward": reward, "reward_stderr": 0.01, "kl": {"mc": kl + 0.1, "rb": kl}, "kl_stderr": {"mc": 0.3, "rb": 0.05}}
+                    {"reward": reward, "reward_stderr": 0.01, "kl": {"mc": kl + 0.1, "rb": kl}, "kl_stderr": {"mc": 0.3, "rb": 0.05},
+                     "kl_frac_negative": {"mc": 0.25, "rb": 0.0}}
                 ))
                 v = paths.variance / name
                 v.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,10 @@ def write_profile(root: Path, profile: str = "tiny") -> ProfilePaths:
              "dist_to_unbiased": float("nan"), "n_params": 100, "repetitions": 4}
             for f, base in (("mc_seq", 10.0), ("rb_causal", 1.0), ("k3_loss", 0.5)) for m in (1, 4)
         ]).to_csv(g / "summary.csv", index=False)
+        pd.DataFrame([
+            {"profile": profile, "point": point, "form": f, "M": m, "repetition": r, "sq_norm": scale * (1 + base / m * (r % 2) * 2)}
+            for f, base in (("mc_seq", 10.0), ("rb_causal", 1.0), ("k3_loss", 0.5)) for m in (1, 4) for r in range(4)
+        ]).to_parquet(g / "repetitions.parquet", index=False)
     (paths.gradient_variance / "exact").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(gradient_oracle(toys, ["mc_seq", "rb_causal", "k3_loss"])).to_csv(
         paths.gradient_variance / "exact" / "oracle.csv", index=False)

@@ -5,13 +5,15 @@ Reads (paths from ProfilePaths; every one must exist — Snakemake runs this las
   gradient_variance/{reference,<policy run>,exact}.
 Writes (CSV, parquet for the large per-estimate table), each atomically:
   training.csv            every metrics row + run, estimator, beta, seed
-  runs.csv                one row per run: final eval reward and KL (every estimator), on_front
+  runs.csv                one row per run: final eval reward and KL (every estimator, with stderr and the
+                          share of negative per-sequence values, kl_frac_negative_<estimator>), on_front
   pareto_share.csv        per training estimator: front points and share of the front
   variance.parquet        every estimate (profile, policy, prompt, estimator, M, repetition, estimate)
   variance_summary.csv    per policy, estimator, M: std, frac_negative, max_abs, bias, rmse
   variance_table.csv      per estimator, M, pooled over policies (the paper's variance table)
   variance_truth.csv      ground-truth rb KL per policy and prompt
   gradient_variance.csv   per point, form, M: total variance of the ∇KL estimate
+  gradient_repetitions.parquet  per point, form, M, repetition: ‖ĝ_r‖² (the claims report resamples them)
   oracle_values.csv, oracle_gradients.csv   the exact studies on lmkl.exact toys
 """
 
@@ -53,6 +55,7 @@ def training_tables(cfg, paths) -> tuple[pd.DataFrame, pd.DataFrame]:
         row = {"run": name, "estimator": e, "beta": b, "seed": s, "reward": ev["reward"], "reward_stderr": ev.get("reward_stderr")}
         row |= {f"kl_{k}": v for k, v in ev.get("kl", {}).items()}
         row |= {f"kl_{k}_stderr": v for k, v in ev.get("kl_stderr", {}).items()}
+        row |= {f"kl_frac_negative_{k}": v for k, v in ev.get("kl_frac_negative", {}).items()}
         finals.append(row)
     return pd.concat(curves, ignore_index=True), pd.DataFrame(finals)
 
@@ -95,8 +98,11 @@ def variance_tables(cfg, paths) -> dict[str, pd.DataFrame]:
 def gradient_tables(cfg, paths) -> dict[str, pd.DataFrame]:
     points = ["reference", default_gradient_run(cfg)]
     summ = [pd.read_csv(require(paths.gradient_variance / p / "summary.csv", f"gradient study at {p}")) for p in points]
+    reps = [pd.read_parquet(require(paths.gradient_variance / p / "repetitions.parquet", f"gradient study at {p}"))
+            for p in points]
     return {
         "gradient_variance.csv": pd.concat(summ, ignore_index=True),
+        "gradient_repetitions.parquet": pd.concat(reps, ignore_index=True),
         "oracle_gradients.csv": pd.read_csv(require(paths.gradient_variance / "exact" / "oracle.csv", "exact gradient oracle")),
     }
 
