@@ -90,6 +90,38 @@ def test_interrupted_run_resumes_from_last_checkpoint(model_dir, tmp_path):
     assert without_time(rows) == without_time(reference)
 
 
+def test_rng_states_restore_from_a_device_mapped_checkpoint(model_dir, tmp_path):
+    """Resuming on CUDA loads the checkpoint with map_location=cuda; Generator.set_state and
+    torch.set_rng_state take only CPU ByteTensors. map_location="meta" stands in for the GPU here: it
+    moves every tensor off the host (and drops its data), so the RNG states and the prompt order must
+    come through untouched for the resumed run to equal the uninterrupted one."""
+    from lmkl.rloo.checkpoints import load_latest
+
+    straight = make_trainer(model_dir, steps=3)
+    rows_a = fit(straight, tmp_path / "a", checkpoint_every=3)
+    fit(make_trainer(model_dir, steps=2), tmp_path / "b", checkpoint_every=2)
+
+    mapped = load_latest(tmp_path / "b", map_location="meta")
+    assert all(t.is_meta for t in mapped["policy"].values())  # the mapping did apply to tensors
+    weights = load_latest(tmp_path / "b", map_location="cpu")
+    resumed = make_trainer(model_dir, steps=3)
+    # weights and optimizer state from a host copy (meta tensors carry no values); all else as mapped
+    resumed.load_state_dict({**mapped, "policy": weights["policy"], "optimizer": weights["optimizer"]})
+    assert resumed.sample_generator.get_state().device.type == "cpu"
+    row = resumed.step()
+    assert without_time([row]) == without_time(rows_a[2:])  # same prompts, same samples, same update
+
+
+def test_extending_a_linear_schedule_run_is_refused(model_dir, tmp_path):
+    fit(make_trainer(model_dir, steps=2, lr_schedule="linear"), tmp_path, checkpoint_every=1)
+    with pytest.raises(RunConfigMismatch, match=r"train\.steps changed from 2 to 4, but with lr_schedule=linear"):
+        fit(make_trainer(model_dir, steps=4, lr_schedule="linear"), tmp_path, checkpoint_every=1)
+    assert len(fit(make_trainer(model_dir, steps=2, lr_schedule="linear"), tmp_path)) == 2  # same length: fine
+    # a constant schedule has nothing to restart: the run goes on
+    fit(make_trainer(model_dir, steps=2), tmp_path / "c", checkpoint_every=1)
+    assert len(fit(make_trainer(model_dir, steps=3), tmp_path / "c", checkpoint_every=1)) == 3
+
+
 def test_training_raises_an_easy_reward(model_dir):
     """REINFORCE-LOO on 'count the e's' from a random model: the mean reward goes up.
 

@@ -2,7 +2,9 @@
 
 A checkpoint is the trainer's `state_dict()` (policy weights, AdamW state, both generators, the
 global torch RNG, the prompt shuffle and cursor, the step). Loading the latest one and running on
-gives the same result as never having stopped (tested on CPU).
+gives the same result as never having stopped (tested on CPU). The RNG states and the prompt order
+are stored as bytes and a list, so `map_location` (the training device) moves only the weights and
+optimizer state; the RNG states are restored from CPU tensors whatever the device.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
                                                             # to trainer.config.steps, save model/
 
 Re-invoked with the same fingerprint the run resumes from its newest checkpoint (rows of metrics.csv
-beyond it are recomputed, so the file always matches the weights); with a larger `steps` it goes on.
+beyond it are recomputed, so the file always matches the weights); with a larger `steps` it goes on,
+except under lr_schedule=linear, whose decay is planned for the run's `steps`: a changed length is
+refused (RunConfigMismatch) rather than restarting the decay.
 A different fingerprint is refused, or, with overwrite, the folder is emptied and the run starts fresh.
 """
 
@@ -107,6 +109,16 @@ def fit(
                 "and the checkpoint does not carry them; pass train.overwrite=true to start afresh"
             )
         write_metrics(metrics_path, rows)
+    planned = state.get("lr_schedule_steps") if state is not None else None
+    if trainer.config.lr_schedule == "linear" and planned is not None and planned != steps:
+        # The decay is tied to the planned last step: extending 500 → 1000 would jump the lr from ~0
+        # back up to half its peak; shortening would cut the decay. Refused rather than made up.
+        raise RunConfigMismatch(
+            f"{run_dir}: train.steps changed from {planned} to {steps}, but with lr_schedule=linear the "
+            f"learning rate decays to 0 at step {planned} (the run is at step {trainer.step_count}); a "
+            f"different length would restart or cut that decay. Keep train.steps={planned}, pass "
+            f"train.overwrite=true to train {steps} steps afresh, or use lr_schedule=constant"
+        )
     if trainer.step_count > steps:
         raise RunConfigMismatch(
             f"{run_dir} already holds {trainer.step_count} updates, more than steps = {steps}; "

@@ -34,6 +34,19 @@ from lmkl.rloo.pairing import epoch_schedule
 RewardFn = Callable[[list[str]], torch.Tensor]
 
 
+def _rng_bytes(state: torch.Tensor) -> bytes:
+    """A generator state (a CPU ByteTensor) as bytes: untouched by torch.load's map_location."""
+    return state.detach().cpu().numpy().tobytes()
+
+
+def _rng_tensor(state: bytes | torch.Tensor) -> torch.Tensor:
+    """The CPU ByteTensor that `set_state` takes, from bytes or (checkpoints written before the
+    bytes format) a ByteTensor on any device."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", torch.uint8)
+    return torch.frombuffer(bytearray(state), dtype=torch.uint8)
+
+
 class NonFiniteError(RuntimeError):
     """A NaN/inf reward or loss; `step` is the 1-based update at which it appeared."""
 
@@ -84,24 +97,32 @@ class RLOOTrainer:
 
     # ------------------------------------------------------------------ state (checkpoints)
     def state_dict(self) -> dict:
+        """Everything a step depends on. The generator states and the prompt order are stored as
+        bytes and a list, not tensors, so that `torch.load(map_location=device)` leaves them on the
+        host: `Generator.set_state` and `torch.set_rng_state` take only a CPU ByteTensor, even for a
+        CUDA generator. `lr_schedule_steps`: the steps the learning-rate schedule was planned for."""
         return {
             "step": self.step_count,
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "sample_generator": self.sample_generator.get_state(),
-            "shuffle_generator": self.shuffle_generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "prompt_order": self.prompt_order.clone(),
+            "sample_generator": _rng_bytes(self.sample_generator.get_state()),
+            "shuffle_generator": _rng_bytes(self.shuffle_generator.get_state()),
+            "torch_rng": _rng_bytes(torch.get_rng_state()),
+            "prompt_order": self.prompt_order.tolist(),
             "prompt_cursor": self.prompt_cursor,
+            "lr_schedule_steps": self.config.steps,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()`, whatever device its tensors were mapped to on loading (the
+        weights and optimizer state are copied to the policy's device; RNG states go in on the CPU)."""
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.sample_generator.set_state(state["sample_generator"])
-        self.shuffle_generator.set_state(state["shuffle_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.prompt_order = state["prompt_order"].clone()
+        self.sample_generator.set_state(_rng_tensor(state["sample_generator"]))
+        self.shuffle_generator.set_state(_rng_tensor(state["shuffle_generator"]))
+        torch.set_rng_state(_rng_tensor(state["torch_rng"]))
+        order = state["prompt_order"]
+        self.prompt_order = order.detach().cpu().clone() if isinstance(order, torch.Tensor) else torch.tensor(order, dtype=torch.long)
         self.prompt_cursor = int(state["prompt_cursor"])
         self.step_count = int(state["step"])
 
