@@ -128,3 +128,50 @@ def test_nan_logits_name_the_model_and_position(tiny_dirs, prompts_file, tmp_pat
     argv = _args(tiny_dirs, prompts_file)
     argv[argv.index("--q") + 1] = str(bad)
     _fails(argv, capsys, f"model q ({bad})", "response position 0")
+
+
+@pytest.fixture
+def offline_standin_hub(standin_hub, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(standin_hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return standin_hub
+
+
+def test_hub_ids_resolve_through_the_hub_cache(offline_standin_hub, prompts_file, tmp_path, capsys):
+    """--p/--q as hub ids, offline, from the stand-in cache (a tiny GPT-2 under lvwerra/gpt2-imdb, with
+    GPT-2's 50257-token BPE). p = q, so every per-token KL is exactly 0 and rb's estimate is 0."""
+    out = tmp_path / "kl.json"
+    argv = ["estimate", "--p", "lvwerra/gpt2-imdb", "--q", "lvwerra/gpt2-imdb", "--prompts", str(prompts_file),
+            "--samples", "2", "--max-new-tokens", "3", "--no-progress", "--device", "auto", "--out", str(out)]
+    assert lmkl_main(argv) == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    cfg = result["config"]
+    assert cfg["p"] == "lvwerra/gpt2-imdb" and cfg["vocab_size"] == 50257
+    assert cfg["p_dir"].startswith(str(offline_standin_hub / "hub" / "models--lvwerra--gpt2-imdb" / "snapshots"))
+    assert cfg["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert result["estimators"]["rb"]["mean"] == 0.0
+
+    argv[argv.index("--q") + 1] = "org/absent"
+    _fails(argv, capsys, "--q=org/absent: no such model folder", "hf download org/absent", "HF_HUB_OFFLINE is set")
+
+
+def test_dtype_option(tiny_dirs, prompts_file, tmp_path, result):
+    """float64 models: the same samples (sampling draws from the same generator; the dtype changes the
+    logits only by rounding), the same estimates to float32 precision."""
+    out = tmp_path / "kl64.json"
+    assert lmkl_main([*_args(tiny_dirs, prompts_file, out), "--dtype", "float64"]) == 0
+    r64 = json.loads(out.read_text())
+    assert r64["config"]["dtype"] == "float64" and result["config"]["dtype"] == "float32"
+    # 1e-4 relative: float32 logits round at ~1e-7 relative, amplified by the sums over ≤ 8 positions and
+    # by an occasional different sampled token being very unlikely at this seed (checked: identical tokens).
+    assert r64["estimators"]["rb"]["mean"] == pytest.approx(result["estimators"]["rb"]["mean"], rel=1e-4)
+
+
+@pytest.mark.parametrize("device, needle", [("tpu", "cpu, cuda or cuda:<i>, got 'tpu'"), ("cuda:99", "cuda:99 was asked for")])
+def test_bad_device_is_refused_naming_the_option(tiny_dirs, prompts_file, capsys, device, needle):
+    _fails([*_args(tiny_dirs, prompts_file), "--device", device], capsys, "--device", needle)
+
+
+def test_bad_dtype_is_a_usage_error(tiny_dirs, prompts_file, capsys):
+    _fails([*_args(tiny_dirs, prompts_file), "--dtype", "int8"], capsys, "--dtype")

@@ -151,10 +151,20 @@ def fetch(repo: HubRepo) -> Path:
 
 
 def model_asset(name: str | Path, *, key: str, revision: str | None = None) -> Path:
-    """A local model folder for `name`: the folder itself, or the hub cache's snapshot of a hub id."""
+    """A local model folder for `name`: the folder itself, or the hub cache's snapshot of a hub id
+    (AssetError naming `key` when it is neither)."""
     if Path(name).is_dir():
         return Path(name)
-    return fetch(HubRepo(key, str(name), "model", revision))
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(str(name))
+    except HFValidationError:
+        raise AssetError(f"{key}={name}: no such model folder (and not a hub id such as org/name)") from None
+    try:
+        return fetch(HubRepo(key, str(name), "model", revision))
+    except AssetError as e:
+        raise AssetError(f"{key}={name}: no such model folder; as a hub id: {e}") from None
 
 
 def profile_repos(model, reward, data) -> list[HubRepo]:

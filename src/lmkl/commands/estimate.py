@@ -1,4 +1,8 @@
-"""`lmkl estimate`: KL(p‖q) between two local causal LMs by every estimator, from one set of samples.
+"""`lmkl estimate`: KL(p‖q) between two causal LMs by every estimator, from one set of samples.
+
+p and q are folders saved with `save_pretrained` or hub ids, resolved through the hub cache
+(lmkl.assets.hub: with HF_HUB_OFFLINE=1 only the cache is read; a missing one is named with its
+`hf download` command).
 
 For each prompt, N responses are sampled from p (temperature τ, KV cache, seeded), both models score
 them in one teacher-forced pass each, and every estimator in `lmkl.kl.ESTIMATORS` is computed from
@@ -16,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+from lmkl.models.device import DEVICE_HELP, resolve_device
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 POOLING_HELP = (
     "The pooled estimate is the mean over prompts of the per-prompt means, an unbiased estimate of "
     "(1/P) Σ_i KL(p(·|x_i) ‖ q(·|x_i)) with the P prompts taken as fixed; its standard error is "
@@ -51,15 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Estimate KL(p‖q) between two local causal LMs with every estimator, from the same samples of p.",
         epilog=POOLING_HELP,
     )
-    parser.add_argument("--p", required=True, type=Path, help="directory of p, the sampling model (save_pretrained)")
-    parser.add_argument("--q", required=True, type=Path, help="directory of q, the reference model")
+    parser.add_argument("--p", required=True, help="p, the sampling model: a folder (save_pretrained) or a hub id "
+                        "(through the hub cache; offline with HF_HUB_OFFLINE=1)")
+    parser.add_argument("--q", required=True, help="q, the reference model: a folder or a hub id, as --p")
     parser.add_argument("--prompts", required=True, type=Path, help="text file, one prompt per line (blank lines skipped)")
     parser.add_argument("--samples", required=True, type=_positive_int, help="responses per prompt, N ≥ 2")
     parser.add_argument("--max-new-tokens", required=True, type=_positive_int, help="length cap T of a response")
     parser.add_argument("--temperature", type=_positive_float, default=1.0, help="τ for both models (default 1.0)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="sequences per forward pass (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed; same seed → same numbers (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="dtype the models run in (default float32; statistics accumulate in float32 or more)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (atomically)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
@@ -85,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("lmkl estimate: error: --samples: at least 2 per prompt (a standard error needs two)", file=sys.stderr)
         return 2
+    from lmkl.assets.errors import AssetError
+
     try:
         result = run(args)
-    except ValueError as e:  # bad input: models, vocabularies, prompts, NaN logits; one line, no traceback
+    except (ValueError, AssetError) as e:  # bad input: models, devices, vocabularies, prompts, NaN logits; no traceback
         print(f"lmkl estimate: error: {e}", file=sys.stderr)
         return 2
     print(format_table(result))
@@ -102,6 +114,7 @@ def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
     from transformers.utils import logging as hf_logging
 
+    from lmkl.assets.hub import model_asset
     from lmkl.kl import ESTIMATORS, UNBIASED, TokenStats
     from lmkl.models import ModelPair, pool_over_prompts, sample, score_rollout
     from lmkl.models.batching import concat_stats, plan_batches
@@ -109,8 +122,9 @@ def run(args: argparse.Namespace) -> dict:
 
     hf_logging.disable_progress_bar()  # one bar (ours), not one per weight file
     prompts = read_prompts(args.prompts)
-    device = torch.device(args.device)
-    pair = ModelPair.load(args.p, args.q, device=device)
+    device = resolve_device(args.device, "--device")
+    p_dir, q_dir = model_asset(args.p, key="--p"), model_asset(args.q, key="--q")
+    pair = ModelPair.load(p_dir, q_dir, device=device, dtype=getattr(torch, args.dtype))
     torch.manual_seed(args.seed)  # nothing else should draw, but a stray draw stays reproducible
     generator = torch.Generator(device=device).manual_seed(args.seed)
     plan = plan_batches(len(prompts), args.samples, args.batch_size)
@@ -157,7 +171,8 @@ def run(args: argparse.Namespace) -> dict:
             for i, pp in enumerate(per_prompt)
         ],
         "config": {
-            "p": str(args.p), "q": str(args.q), "prompts": str(args.prompts), "n_prompts": len(prompts),
+            "p": str(args.p), "q": str(args.q), "p_dir": str(p_dir), "q_dir": str(q_dir),
+            "prompts": str(args.prompts), "n_prompts": len(prompts), "dtype": args.dtype,
             "samples": args.samples, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
             "top_k": None, "top_p": None, "batch_size": args.batch_size, "seed": args.seed,
             "device": str(device), "vocab_size": pair.vocab_size,
