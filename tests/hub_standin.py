@@ -70,7 +70,8 @@ def _gpt2(out: Path) -> None:
                         bos_token_id=50256, eos_token_id=50256)
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(out)
-    (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": N_POSITIONS, "tokenizer_class": "GPT2Tokenizer"}))
+    # GPT-2's own tokenizer settings (1024): the stand-in only shrinks the model, not its tokenizer
+    (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"}))
 
 
 def _distilbert(out: Path, texts: list[str]) -> None:

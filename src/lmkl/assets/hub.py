@@ -225,7 +225,9 @@ def load_texts(dataset: str, split: str, *, key: str, column: str = "text") -> l
         if not files:
             raise AssetError(f"{key}={dataset}: the snapshot {snap} has no {PARQUET_CONFIG}/{split}-*.parquet "
                              f"(splits there: {sorted({f.name.split('-')[0] for f in snap.glob(f'{PARQUET_CONFIG}/*.parquet')})})")
-        source, load = snap, lambda: datasets.load_dataset("parquet", data_files={split: files}, split=split)
+        # its Arrow copy goes where the environment says now (datasets reads HF_HOME once, at import)
+        home = os.environ.get("HF_DATASETS_CACHE") or (os.environ.get("HF_HOME") and os.path.join(os.environ["HF_HOME"], "datasets"))
+        source, load = snap, lambda: datasets.load_dataset("parquet", data_files={split: files}, split=split, cache_dir=home or None)
     try:
         ds = load()
     except Exception as e:
