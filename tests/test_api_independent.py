@@ -122,20 +122,28 @@ def test_per_sequence_estimators_follow_the_design_formulas(name):
         assert values.min() >= -1e-15  # non-negative per sample
 
 
-@pytest.mark.parametrize("name", ["cv_opt", "rb_cv"])
-def test_crossfitted_estimators_use_leave_one_out_coefficients(name):
-    """rb_cv: C + λ_i (U − C); cv_opt: U + α_i (e^{−U} − 1); the coefficient of sample i is
-    −Cov/Var fitted on the other samples only, clipped to [−1, 2] (numpy here)."""
-    pick = np.array([0, 3, 4, 7, 9, 12, 5, 3])  # a batch with a repeated string
+@pytest.mark.parametrize(("name", "base", "bounds"), [("cv_opt", "mc", (0.0, 2.0)), ("rb_cv", "rb", (-1.0, 2.0))])
+def test_crossfitted_estimators_use_leave_one_out_coefficients(name, base, bounds):
+    """rb_cv: C + λ_i (U − C); cv_opt: U + α_i (e^{−U} − 1); the coefficient of sample i is the least
+    squares −b, b = Cov/Var fitted on the other samples only, shrunk by its squared standard error
+    (−b · max(0, 1 − se²/b²)) and clipped to the pair's bounds (numpy here); 0 with < 32 others."""
+    pick = np.random.default_rng(7).choice(len(PREFIXES), size=40, p=W)  # 39 others per sample
     stats = token_stats(*(x[torch.tensor(pick)] for x in _torch_inputs()))
     got = estimate(stats, name).numpy()
     vals = _numpy_values()
     U, C = vals["mc"][pick], vals["rb"][pick]
     x, z = (C, U - C) if name == "rb_cv" else (U, np.expm1(-U))
+    coefs = []
     for i in range(len(pick)):
         o = np.delete(np.arange(len(pick)), i)
-        coef = np.clip(-np.cov(x[o], z[o])[0, 1] / np.var(z[o], ddof=1), -1.0, 2.0)  # clipped to [−1, 2]
-        assert got[i] == pytest.approx(x[i] + coef * z[i], abs=1e-10)
+        b = np.cov(x[o], z[o])[0, 1] / np.var(z[o], ddof=1)
+        resid = (x[o] - x[o].mean()) - b * (z[o] - z[o].mean())
+        se2 = np.sum(resid**2) / (len(o) - 2) / np.sum((z[o] - z[o].mean()) ** 2)
+        coefs.append(np.clip(-b * max(0.0, 1 - se2 / b**2), *bounds))
+        assert got[i] == pytest.approx(x[i] + coefs[-1] * z[i], abs=1e-10)
+    assert np.ptp(coefs) > 0 and np.any(np.array(coefs) != 0)  # the fit is active and differs by sample
+    few = token_stats(*(x[torch.tensor(pick[:32])] for x in _torch_inputs()))  # 31 others: the base
+    torch.testing.assert_close(estimate(few, name), estimate(few, base), rtol=0, atol=0)
 
 
 def test_summarize_is_mean_stderr_ci():

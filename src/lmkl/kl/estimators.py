@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from lmkl.kl.crossfit import crossfit_coefficients
+from lmkl.kl.crossfit import BOUNDS, crossfit_coefficients
 from lmkl.kl.token_stats import TokenStats
 
 
@@ -65,25 +65,30 @@ def control_variate_pair(stats: TokenStats, estimator: str) -> tuple[torch.Tenso
     raise ValueError(f"estimator: expected cv_opt or rb_cv, got {estimator!r}")
 
 
-def _crossfitted(stats: TokenStats, estimator: str, folds: int | None) -> torch.Tensor:
+def _crossfitted(stats: TokenStats, estimator: str, folds: int | None, groups: torch.Tensor | None) -> torch.Tensor:
     x, z = control_variate_pair(stats, estimator)
-    return (x + crossfit_coefficients(x, z, folds) * z).to(stats.logp.dtype)
+    c = crossfit_coefficients(x, z, folds, groups=groups, bounds=BOUNDS[estimator])
+    # c = 0 is the base estimator exactly, also where z is not finite (q = 0: U = C = +inf).
+    return torch.where(c == 0, x, x + c * z).to(stats.logp.dtype)
 
 
-def cv_opt(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
-    """U + α (e^{−U} − 1) with the variance-optimal α = −Cov(U, r)/Var(r), r = q(y)/p(y), cross-fitted
-    (`lmkl.kl.crossfit`) so that the mean stays unbiased. Not sign-constrained."""
-    return _crossfitted(stats, "cv_opt", folds)
+def cv_opt(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """U + α (e^{−U} − 1) with the variance-optimal α = −Cov(U, r)/Var(r) ≥ 0, r = q(y)/p(y),
+    cross-fitted (`lmkl.kl.crossfit`: other folds or other groups only, shrunk, α ∈ [0, 2]) so that
+    the mean stays unbiased; mc until MIN_FIT_SAMPLES samples are outside a fold. Not sign-constrained."""
+    return _crossfitted(stats, "cv_opt", folds, groups)
 
 
-def rb_cv(stats: TokenStats, folds: int | None = None, **_) -> torch.Tensor:
-    """C + λ (U − C), with λ = −Cov(C, U − C)/Var(U − C) cross-fitted.
+def rb_cv(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """C + λ (U − C), with λ = −Cov(C, U − C)/Var(U − C) cross-fitted (`lmkl.kl.crossfit`).
 
     U − C = Σ_t (u_t − KL_t) is a sum of martingale differences (mean exactly 0), so this is
-    unbiased for any λ fitted without the sample; λ = 0 is rb, λ = 1 is mc. Asymptotically never
-    worse than either — the point, since Var(rb) ≤ Var(mc) fails for summed sequences.
+    unbiased for any λ fitted without the sample; λ = 0 is rb, λ = 1 is mc. rb until MIN_FIT_SAMPLES
+    samples are outside a fold (pass groups= to fit across prompts), then the fitted λ shrunk by its
+    sampling variance, in [−1, 2]: not worse than rb at small M, near the better mix at large M — the
+    point, since Var(rb) ≤ Var(mc) fails for summed sequences.
     """
-    return _crossfitted(stats, "rb_cv", folds)
+    return _crossfitted(stats, "rb_cv", folds, groups)
 
 
 EstimatorFn = Callable[..., torch.Tensor]
@@ -102,13 +107,17 @@ UNBIASED: frozenset[str] = frozenset(ESTIMATORS) - {"k2"}
 CROSSFITTED: frozenset[str] = frozenset({"cv_opt", "rb_cv"})
 
 
-def estimate(stats: TokenStats, estimator: str, *, folds: int | None = None) -> torch.Tensor:
+def estimate(
+    stats: TokenStats, estimator: str, *, folds: int | None = None, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-sequence values [B] of one estimator (see `ESTIMATORS`); their mean is the estimate.
 
-    `folds` only matters for the cross-fitted estimators (None = leave-one-out).
+    `folds` and `groups` only matter for the cross-fitted estimators: groups [B] (e.g. the prompt
+    index of each sequence) fits each group's coefficient on the other groups (exactly unbiased; the
+    per-group means stay unbiased for each group's KL); folds = K folds instead of leave-one-out.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator: expected one of {sorted(ESTIMATORS)}, got {estimator!r}")
     if not isinstance(stats, TokenStats):
         raise ValueError(f"stats: expected a TokenStats (from lmkl.kl.token_stats), got {type(stats).__name__}")
-    return ESTIMATORS[estimator](stats, folds=folds)
+    return ESTIMATORS[estimator](stats, folds=folds, groups=groups)
