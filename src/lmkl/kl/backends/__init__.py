@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from lmkl.kl.backends.auto_cpu import POLICY as AUTO_CPU_POLICY
+from lmkl.kl.backends.auto_cpu import auto_cpu_rows
 from lmkl.kl.backends.chunked import chunked_rows
 from lmkl.kl.backends.compiled import compiled_rows
 from lmkl.kl.backends.torch_rows import torch_rows
@@ -26,7 +28,8 @@ RowStatsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Te
 
 # name -> function; faster backends register themselves here (see `register`).
 #   torch     reference: autograd through log_softmax (saves [N, V] activations)
-#   chunked   row chunks, analytic backward, saves only the inputs (the CPU default)
+#   chunked   row chunks in parallel on single-threaded workers, analytic backward, saves only the
+#             inputs (the CPU default, until `compiled` is amortized: auto_cpu)
 #   compiled  the chunked bodies through torch.compile (first call per process compiles, 10-30 s)
 #   triton    single-pass online-softmax kernel and fused backward (CUDA; CPU only under the
 #             interpreter, TRITON_INTERPRET=1); registered when triton is importable
@@ -56,6 +59,8 @@ def available() -> list[str]:
 def resolve(backend: str, logits: torch.Tensor) -> RowStatsFn:
     """Return the backend function for a name; "auto" picks the fastest one for this device and dtype."""
     if backend == "auto":
+        if logits.device.type == "cpu":
+            return auto_cpu_rows  # chunked, then compiled once its compile time is paid for
         return BACKENDS[_auto_choice(logits)]
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {['auto', *available()]}, got {backend!r}")
@@ -63,12 +68,10 @@ def resolve(backend: str, logits: torch.Tensor) -> RowStatsFn:
 
 
 def _auto_choice(logits: torch.Tensor) -> str:
-    """CUDA: the Triton kernel when importable, else `compiled`. Elsewhere `chunked`.
-
-    On CPU `compiled` is faster in steady state (benchmarks/README.md) but its first call in a process
-    compiles for 10-30 s per dtype, more than a whole evaluation run on the tiny profile takes, so
-    `auto` does not impose it; ask for backend="compiled" in long runs.
-    """
+    """CUDA: the Triton kernel when importable, else `compiled`. CPU: `chunked`, then `compiled` once
+    the process has spent `auto_cpu.COMPILE_AFTER_S` seconds in token statistics (see auto_cpu)."""
     if logits.device.type == "cuda":
         return "triton" if HAS_TRITON else "compiled"
+    if logits.device.type == "cpu":
+        return AUTO_CPU_POLICY.choice()
     return "chunked"

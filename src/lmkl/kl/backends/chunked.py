@@ -14,7 +14,10 @@ recomputes log p and log q one chunk at a time, so no float32 [N, V] temporary e
 chunk (the gradients themselves are [N, V] in the inputs' dtype, as with any backend).
 
 `chunk_forward` and `chunk_backward` are the chunk bodies; the `compiled` and `fused_linear` backends
-reuse them. They take rows already in the accumulation dtype.
+reuse them. They take rows already in the accumulation dtype. On CPU the chunks run in parallel,
+one per single-threaded worker (`chunk_pool`): the speed then holds up when other processes share
+the cores (benchmarks/README.md); each chunk writes only its own rows, so results do not depend on
+the order in which chunks finish.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from lmkl.kl.backends.chunk_pool import run_chunks
 from lmkl.kl.backends.torch_rows import accumulation_dtype
 
 # Elements of one float32 [rows, V] chunk temporary. Measured on a 2-core Xeon (2 MiB L2 per core):
@@ -66,13 +70,25 @@ def chunk_forward(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tupl
 
 
 def chunk_forward_for_compile(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`chunk_forward` with the p = 0 terms masked on p == 0: the same values (NaN rows included),
-    in the form Inductor fuses best (3.6× the reference vs 2.9× for the nan_to_num form, measured
-    at N = 2048, V = 50257); eager mode prefers `chunk_forward`."""
-    log_p, log_q, logp_y, logq_y = _log_probs(zp, zq, tok)
-    p = log_p.exp()
-    terms = torch.where(p == 0, torch.zeros_like(p), p * (log_p - log_q))
-    return logp_y, logq_y, terms.sum(dim=-1)
+    """`chunk_forward` as one pass over the logits after their maxima, the form Inductor fuses into
+    a max loop and one loop with two exponentials per logit pair (as many as the MC minimum's two
+    logsumexps need). With x = z − max z per row (the Triton kernel's centring, see its module doc):
+
+        s = Σ exp x,   a = Σ exp(x_p) (x_p − x_q),   KL = a / s_p − log s_p + log s_q.
+
+    Centring on the maxima keeps a of the order of the KL itself (no large logit means cancel).
+    p = 0 terms add nothing; p > 0 = q gives a = +inf, so KL = +inf; NaN logits give NaN, as in
+    `chunk_forward`. Eager mode prefers `chunk_forward` (this form is many small passes there)."""
+    m_p, m_q = zp.amax(dim=-1, keepdim=True), zq.amax(dim=-1, keepdim=True)  # [n, 1]
+    xp, xq = zp - m_p, zq - m_q  # [n, V], ≤ 0
+    ep = xp.exp()
+    s_p, s_q = ep.sum(dim=-1), xq.exp().sum(dim=-1)  # [n]
+    a = torch.where(ep > 0, ep * (xp - xq), 0.0).sum(dim=-1)
+    log_sp, log_sq = s_p.log(), s_q.log()
+    idx = tok.unsqueeze(-1)  # [n, 1]
+    logp_y = (xp.gather(-1, idx)).squeeze(-1) - log_sp
+    logq_y = (xq.gather(-1, idx)).squeeze(-1) - log_sq
+    return logp_y, logq_y, a / s_p - log_sp + log_sq
 
 
 def chunk_backward(
@@ -119,33 +135,36 @@ class ChunkedRowStats(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits_p, logits_q, tokens, fwd: ChunkForward, bwd: ChunkBackward, rows: int, index=None):
+    def forward(ctx, logits_p, logits_q, tokens, fwd: ChunkForward, bwd: ChunkBackward, rows: int, index=None,
+                parallel: bool = True):  # fmt: skip
         N = logits_p.shape[0] if index is None else index.shape[0]  # rows that count
         dtype = accumulation_dtype(logits_p)
         out = logits_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
-        for start in range(0, N, rows):
-            sl = slice(start, start + rows)
+
+        def chunk(i: int) -> None:
+            sl = slice(i * rows, (i + 1) * rows)
             zp, zq, tok = _chunk(logits_p, logits_q, tokens, sl, index)
-            values = fwd(zp.to(dtype), zq.to(dtype), tok)
-            for i, v in enumerate(values):
-                out[i, sl] = v
+            out[:, sl] = torch.stack(fwd(zp.to(dtype), zq.to(dtype), tok))
+
+        _run(chunk, -(-N // rows), parallel)
         ctx.save_for_backward(logits_p, logits_q, tokens, out[2], index)
-        ctx.bwd, ctx.rows = bwd, rows
+        ctx.bwd, ctx.rows, ctx.parallel = bwd, rows, parallel
         return out[0], out[1], out[2]
 
     @staticmethod
     def backward(ctx, g_lp, g_lq, g_kl):
         logits_p, logits_q, tokens, kl, index = ctx.saved_tensors
         need_p, need_q = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        N, dtype = kl.shape[0], kl.dtype  # rows that count, accumulation dtype
+        N, dtype, rows = kl.shape[0], kl.dtype, ctx.rows  # rows that count, accumulation dtype, chunk
         # Unused outputs arrive as None: they contribute a zero upstream gradient.
         g_lp, g_lq, g_kl = (kl.new_zeros(N) if g is None else g.to(dtype) for g in (g_lp, g_lq, g_kl))
         # Gradients have the inputs' shape; rows outside `index` (padding) get exact zeros.
         alloc = torch.empty_like if index is None else torch.zeros_like
         grad_p = alloc(logits_p) if need_p else None
         grad_q = alloc(logits_q) if need_q else None
-        for start in range(0, N, ctx.rows):
-            sl = slice(start, start + ctx.rows)
+
+        def chunk(i: int) -> None:
+            sl = slice(i * rows, (i + 1) * rows)
             zp, zq, tok = _chunk(logits_p, logits_q, tokens, sl, index)
             dzp, dzq = ctx.bwd(
                 zp.to(dtype), zq.to(dtype), tok, kl[sl], g_lp[sl], g_lq[sl], g_kl[sl], need_p, need_q,
@@ -157,7 +176,18 @@ class ChunkedRowStats(torch.autograd.Function):
                     grad[sl] = dz
                 else:
                     grad.index_copy_(0, index[sl], dz.to(grad.dtype))
-        return grad_p, grad_q, None, None, None, None, None
+
+        _run(chunk, -(-N // rows), ctx.parallel)
+        return grad_p, grad_q, None, None, None, None, None, None
+
+
+def _run(chunk, chunks: int, parallel: bool) -> None:
+    """chunk(i) for every chunk: across single-threaded workers (chunk_pool), or in order here."""
+    if parallel:
+        run_chunks(chunk, chunks)
+    else:
+        for i in range(chunks):
+            chunk(i)
 
 
 def _chunk(logits_p, logits_q, tokens, sl: slice, index):
@@ -172,7 +202,10 @@ def chunked_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.T
     """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]; or, with
     `rows` ([N] indices), from those rows of logits [R, V] read in place (see lmkl.kl.backends)."""
     per_chunk = rows_per_chunk(logits_p.shape[-1])
-    return ChunkedRowStats.apply(logits_p, logits_q, tokens, chunk_forward, chunk_backward, per_chunk, rows)
+    parallel = logits_p.device.type == "cpu"  # a GPU runs each chunk operation in parallel itself
+    return ChunkedRowStats.apply(
+        logits_p, logits_q, tokens, chunk_forward, chunk_backward, per_chunk, rows, parallel
+    )
 
 
 chunked_rows.accepts_row_index = True

@@ -80,7 +80,9 @@ def compiled_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.
         # A single real position (or none): eager mode, as a compiled graph would specialize size 1.
         return chunked_rows(logits_p, logits_q, tokens, rows)
     per_chunk = rows_without_singleton(N, rows_per_chunk(V, CHUNK_ELEMENTS))
-    return ChunkedRowStats.apply(logits_p, logits_q, tokens, compiled_forward, compiled_backward, per_chunk, rows)
+    return ChunkedRowStats.apply(
+        logits_p, logits_q, tokens, compiled_forward, compiled_backward, per_chunk, rows, False
+    )
 
 
 compiled_rows.accepts_row_index = True
