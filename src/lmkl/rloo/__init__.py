@@ -5,13 +5,13 @@
     check_run_dir(run_dir, {"rloo": cfg.fingerprint(), ...})
     rows = fit(trainer, run_dir)                         # resumable; metrics.csv, checkpoints/, model/
 
-Modules: config (RLOOConfig and the option tables), pairing (micro-batches and baseline groups,
+Modules: config (RLOOOptions, RLOOConfig and the option tables), pairing (micro-batches and baseline groups,
 per-prompt or the authors' original index logic), losses (leave-one-out baseline, PPO-clip, the
 three gradient forms: pure functions), trainer (rollout + PPO epochs), metrics (metrics.csv),
 checkpoints, run (resume / refuse / fit). All KL math comes from lmkl.kl.
 """
 
-from lmkl.rloo.config import GRADIENTS, PAIRINGS, RLOOConfig
+from lmkl.rloo.config import GRADIENTS, PAIRINGS, RLOOConfig, RLOOOptions
 from lmkl.rloo.losses import LossParts, loo_baseline, ppo_clip, rloo_losses
 from lmkl.rloo.metrics import COLUMNS, read_metrics, write_metrics
 from lmkl.rloo.pairing import MicroBatch, epoch_schedule, original_schedule, per_prompt_schedule
@@ -27,6 +27,7 @@ __all__ = [
     "MicroBatch",
     "NonFiniteError",
     "RLOOConfig",
+    "RLOOOptions",
     "RLOOTrainer",
     "RunConfigMismatch",
     "TrainingDiverged",

@@ -21,24 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 import pandas as pd
 
 from lmkl.stages import runner
-from lmkl.stages.config_cmd import PipelineConfig, default_gradient_run
+from lmkl.stages.config_cmd import default_gradient_run
 from lmkl.stages.paths import run_name
+from lmkl.stages.pipeline_config import PipelineConfig
 from lmkl.stages.study_io import profile_paths, require, write_table
 
 log = logging.getLogger("lmkl")
-
-
-@dataclass
-class AggregateConfig(PipelineConfig):
-    """The profile (its sweep says which runs to collect)."""
-
-
-SCHEMA = AggregateConfig
 
 
 def sweep_runs(cfg) -> list[tuple[str, str, float, int]]:
@@ -107,7 +99,7 @@ def gradient_tables(cfg, paths) -> dict[str, pd.DataFrame]:
     }
 
 
-def body(cfg: AggregateConfig) -> None:
+def body(cfg: PipelineConfig) -> None:
     paths = profile_paths(cfg)
     curves, finals = training_tables(cfg, paths)
     runs, share = pareto_tables(finals)
@@ -120,4 +112,4 @@ def body(cfg: AggregateConfig) -> None:
 
 
 def main(overrides: list[str]) -> int:
-    return runner.run("aggregate", overrides, AggregateConfig, body)
+    return runner.run("aggregate", overrides, PipelineConfig, body)

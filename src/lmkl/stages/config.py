@@ -1,10 +1,11 @@
 """Hydra configuration for the stages: compose `conf/<stage>.yaml` + overrides, validate, or refuse.
 
-Every stage's primary config lists `profile: <name>` in its defaults; the profile (a `_global_`
-package) sets the model, reward and data groups and every per-profile value, sweep lists included,
-so Snakemake and the stages read one source of truth. Validation happens before any work:
-the composed config is merged into the stage's structured schema (a dataclass: unknown keys and
-wrong types fail), then instantiated, which runs each section's `__post_init__` value checks.
+Every stage's primary config starts from its schema (`schema/<stage>`: the dataclasses of
+`lmkl.stages.schema`, each option declared once) and then `base` (conf/base.yaml: `profile: <name>`);
+the profile (a `_global_` package) sets the model, reward and data groups and every per-profile value,
+sweep lists included, so Snakemake and the stages read one source of truth. Validation happens before
+any work: composition is typed (unknown keys and wrong types fail), then the config is instantiated,
+which runs each section's `__post_init__` value checks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -38,17 +43,17 @@ def conf_dir() -> Path:
 
 
 def compose(stage: str, overrides: list[str]) -> DictConfig:
-    """Compose `conf/<stage>.yaml` with Hydra overrides (e.g. ["profile=tiny", "beta=0.1"])."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
+    """Compose `conf/<stage>.yaml` with Hydra overrides (e.g. ["profile=tiny", "beta=0.1"]). The
+    primary config starts from the stage's schema (`lmkl.stages.pipeline_config` registers it), so an
+    unknown key or a wrong type fails here, naming the key."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name=f"lmkl_{stage}"):
             return hydra_compose(config_name=stage, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            raise ConfigError(f"{cause.full_key}: {_first_line(cause)}") from e  # a value of the wrong type
         raise ConfigError(f"invalid overrides for `lmkl {stage}`: {_first_line(e)}") from e
 
 

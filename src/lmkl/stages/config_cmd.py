@@ -11,46 +11,16 @@ while the Snakefile is parsed — before any job starts.
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmkl.stages.config import ConfigError, compose, conf_dir, config_error, load, to_dict
-from lmkl.stages.paths import ProfilePaths, format_beta, run_name
-from lmkl.stages.schema import (
-    DataSection,
-    EvaluateSection,
-    FiguresSection,
-    GradientVarianceSection,
-    ModelSection,
-    ProfileSection,
-    RewardSection,
-    SweepSection,
-    TrainSection,
-    VarianceSection,
-    WandbSection,
-)
+from lmkl.stages.config import ConfigError, conf_dir, load, to_dict
+from lmkl.stages.paths import ProfilePaths, format_beta, parse_run_name, run_name
+from lmkl.stages.pipeline_config import SCHEMAS, PipelineConfig, check_study_target
 
-
-@dataclass
-class PipelineConfig:
-    """Every section a profile sets (conf/sweep.yaml composes them all); the studies' stages extend it."""
-
-    profile: ProfileSection = field(default_factory=ProfileSection)
-    wandb: WandbSection = field(default_factory=WandbSection)
-    sweep: SweepSection = field(default_factory=SweepSection)
-    model: ModelSection = field(default_factory=ModelSection)
-    reward: RewardSection = field(default_factory=RewardSection)
-    data: DataSection = field(default_factory=DataSection)
-    variance: VarianceSection = field(default_factory=VarianceSection)
-    gradient_variance: GradientVarianceSection = field(default_factory=GradientVarianceSection)
-    figures: FiguresSection = field(default_factory=FiguresSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+__all__ = ["check_stage", "check_study_target", "parse_run_name", "plan", "snakemake_overrides"]
 
 
 # --config keys of the Snakefile -> Hydra keys (lists are passed as Hydra lists)
@@ -64,28 +34,6 @@ CONFIG_KEYS: dict[str, str] = {
 }
 # stages whose configs compose the profile; `<stage>_overrides` in --config adds Hydra overrides to one
 PIPELINE_STAGES = ("download", "pretrain", "train", "evaluate", "variance", "gradient_variance", "aggregate", "figures")
-
-_RUN = re.compile(r"^(?P<estimator>[a-z0-9_]+?)_beta(?P<beta>[0-9.eE+-]+)_seed(?P<seed>\d+)$")
-
-
-def parse_run_name(name: str) -> tuple[str, float, int]:
-    """Inverse of `lmkl.stages.paths.run_name`: 'rb_beta0.1_seed0' -> ('rb', 0.1, 0)."""
-    m = _RUN.match(name)
-    if not m:
-        raise ValueError(f"expected a run name <estimator>_beta<beta>_seed<seed>, got {name!r}")
-    return m["estimator"], float(m["beta"]), int(m["seed"])
-
-
-def check_study_target(target: str, keywords: tuple[str, ...]) -> None:
-    """A study's `target`: one of `keywords` (e.g. exact, reference) or a run name; else ConfigError."""
-    if target in keywords:
-        return
-    try:
-        parse_run_name(target)
-    except ValueError as e:
-        expected = ", ".join(keywords) + ", or a run name like rb_beta0.1_seed0"
-        raise config_error("target", expected, target) from e
-
 
 def _hydra_value(v: Any) -> str:
     """A Python value as Hydra override text (JSON is a subset of Hydra's grammar for these types)."""
@@ -170,19 +118,11 @@ def plan(overrides: list[str]) -> dict[str, Any]:
 
 
 def check_stage(stage: str, overrides: list[str]) -> None:
-    """Compose `conf/<stage>.yaml` with `overrides` (unknown keys fail) and, when the stage module
-    exposes its schema as `SCHEMA`, validate the values too. Raises ConfigError naming the key."""
-    if not (conf_dir() / f"{stage}.yaml").is_file():
+    """Compose `conf/<stage>.yaml` with `overrides` and validate it against the stage's schema
+    (unknown keys, types, values). Raises ConfigError naming the key."""
+    if stage not in SCHEMAS or not (conf_dir() / f"{stage}.yaml").is_file():
         raise ConfigError(f"{stage}: no primary config conf/{stage}.yaml (is the stage installed?)")
-    try:
-        module = importlib.import_module(f"lmkl.stages.{stage}")
-    except ModuleNotFoundError:
-        module = None
-    schema = getattr(module, "SCHEMA", None)
-    if schema is not None:
-        load(stage, overrides, schema)
-    else:
-        compose(stage, overrides)
+    load(stage, overrides, SCHEMAS[stage])
 
 
 def main(argv: list[str]) -> int:

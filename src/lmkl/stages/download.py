@@ -18,7 +18,6 @@ cache (lmkl.assets.hub), and one error lists all missing ones with their `hf dow
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import torch
 
@@ -27,27 +26,8 @@ from lmkl.assets.corpus import UCI_SOURCES, uci_files
 from lmkl.assets.errors import AssetError
 from lmkl.assets.manifest import fingerprint, sha256_file, stale_reason
 from lmkl.stages import runner
-from lmkl.stages.config import config_error
-from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.pipeline_config import DownloadConfig
 from lmkl.stages.study_io import profile_paths
-
-
-@dataclass
-class DownloadSection:
-    force: bool = False
-    tokenizer_corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
-
-    def __post_init__(self) -> None:
-        if not self.tokenizer_corpus or set(self.tokenizer_corpus) - set(UCI_SOURCES):
-            raise config_error("download.tokenizer_corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.tokenizer_corpus)
-
-
-@dataclass
-class DownloadConfig(PipelineConfig):
-    download: DownloadSection = field(default_factory=DownloadSection)
-
-
-SCHEMA = DownloadConfig
 
 
 def download(cfg: DownloadConfig) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
+from lmkl.stages.pipeline_config import RunConfig
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import (
     log_summary,
@@ -33,20 +33,11 @@ from lmkl.stages.study_io import (
     require_assets,
     resolve_device,
 )
-from lmkl.stages.train import TrainConfig
 
 log = logging.getLogger("lmkl")
 
 
-@dataclass
-class EvaluateConfig(TrainConfig):
-    """The same keys as `lmkl train`: the profile's sections plus the run (estimator, beta, seed)."""
-
-
-SCHEMA = EvaluateConfig
-
-
-def run_max_new_tokens(cfg: EvaluateConfig, run_dir: Path) -> int:
+def run_max_new_tokens(cfg: RunConfig, run_dir: Path) -> int:
     """evaluate.max_new_tokens, else the value the run was trained with (its run_config.json)."""
     if cfg.evaluate.max_new_tokens is not None:
         return cfg.evaluate.max_new_tokens
@@ -56,7 +47,7 @@ def run_max_new_tokens(cfg: EvaluateConfig, run_dir: Path) -> int:
     return cfg.train.max_new_tokens
 
 
-def evaluate(cfg: EvaluateConfig) -> Path:
+def evaluate(cfg: RunConfig) -> Path:
     import torch
 
     from lmkl.atomic import atomic_write_json
@@ -124,4 +115,4 @@ def evaluate(cfg: EvaluateConfig) -> Path:
 
 
 def main(overrides: list[str]) -> int:
-    return runner.run("evaluate", overrides, EvaluateConfig, evaluate)
+    return runner.run("evaluate", overrides, RunConfig, evaluate)

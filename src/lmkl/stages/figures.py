@@ -12,13 +12,12 @@ shows, how it was made, and the numbers it shows (read from the tables):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pandas as pd
 
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
-from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.pipeline_config import PipelineConfig
 from lmkl.stages.study_io import profile_paths, require
 
 log = logging.getLogger("lmkl")
@@ -26,15 +25,7 @@ log = logging.getLogger("lmkl")
 FIGURES = ("variance", "training_curves", "pareto", "gradient_variance", "oracle")
 
 
-@dataclass
-class FiguresConfig(PipelineConfig):
-    """The profile (figures.formats, figures.dpi)."""
-
-
-SCHEMA = FiguresConfig
-
-
-def body(cfg: FiguresConfig) -> None:
+def body(cfg: PipelineConfig) -> None:
     from lmkl import plots
     from lmkl.plots import gradients, oracle, pareto, training, variance
 
@@ -65,4 +56,4 @@ def body(cfg: FiguresConfig) -> None:
 
 
 def main(overrides: list[str]) -> int:
-    return runner.run("figures", overrides, FiguresConfig, body)
+    return runner.run("figures", overrides, PipelineConfig, body)

@@ -15,31 +15,17 @@ toys (the counterexample included) → results/P/gradient_variance/exact/oracle.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
-from omegaconf import MISSING
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.config_cmd import PipelineConfig, check_study_target, parse_run_name
+from lmkl.stages.paths import parse_run_name
+from lmkl.stages.pipeline_config import GradientVarianceConfig
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import load_pair, log_summary, profile_paths, read_test_prompts, write_table
 
 log = logging.getLogger("lmkl")
-
-
-@dataclass
-class GradientVarianceConfig(PipelineConfig):
-    """The profile, plus `target`: reference, a run name (<estimator>_beta<beta>_seed<seed>), or exact."""
-
-    target: str = MISSING
-
-    def __post_init__(self) -> None:
-        check_study_target(self.target, ("reference", "exact"))
-
-
-SCHEMA = GradientVarianceConfig
 
 
 def run_exact(cfg: GradientVarianceConfig) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+_RUN = re.compile(r"^(?P<estimator>[a-z0-9_]+?)_beta(?P<beta>[0-9.eE+-]+)_seed(?P<seed>\d+)$")
 
 
 def format_beta(beta: float) -> str:
@@ -13,6 +16,14 @@ def format_beta(beta: float) -> str:
 
 def run_name(estimator: str, beta: float, seed: int) -> str:
     return f"{estimator}_beta{format_beta(beta)}_seed{int(seed)}"
+
+
+def parse_run_name(name: str) -> tuple[str, float, int]:
+    """Inverse of `run_name`: 'rb_beta0.1_seed0' -> ('rb', 0.1, 0)."""
+    m = _RUN.match(name)
+    if not m:
+        raise ValueError(f"expected a run name <estimator>_beta<beta>_seed<seed>, got {name!r}")
+    return m["estimator"], float(m["beta"]), int(m["seed"])
 
 
 @dataclass(frozen=True)

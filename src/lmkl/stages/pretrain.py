@@ -12,60 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
 
 import torch
 
 from lmkl.assets import artifacts
-from lmkl.assets.corpus import UCI_SOURCES, uci_files
+from lmkl.assets.corpus import uci_files
 from lmkl.assets.errors import AssetError
 from lmkl.assets.manifest import fingerprint, require_artifact
 from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule
 from lmkl.stages import runner
-from lmkl.stages.config import config_error
-from lmkl.stages.config_cmd import PipelineConfig
+from lmkl.stages.pipeline_config import PretrainConfig
 from lmkl.stages.study_io import profile_paths
 
 SAMPLE_PROMPTS = ["This movie", "The acting was", "I"]
-
-
-@dataclass
-class PretrainSection:
-    force: bool = False
-    corpus: list[str] = field(default_factory=lambda: list(UCI_SOURCES))
-    heldout_fraction: float = 0.1
-    steps: int = 700
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    dropout: float = 0.1
-    seed: int = 0
-    eval_every: int = 200
-    bucket: int = 16
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.corpus or set(self.corpus) - set(UCI_SOURCES):
-            raise config_error("pretrain.corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.corpus)
-        for key in ("steps", "batch_size", "threads", "bucket"):
-            if getattr(self, key) < 1:
-                raise config_error(f"pretrain.{key}", "an integer ≥ 1", getattr(self, key))
-        if not 0 < self.heldout_fraction < 1:
-            raise config_error("pretrain.heldout_fraction", "a fraction in (0, 1)", self.heldout_fraction)
-        if not 0 <= self.dropout < 1:
-            raise config_error("pretrain.dropout", "a probability in [0, 1)", self.dropout)
-        if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.eval_every < 0:
-            raise config_error("pretrain.lr/warmup_steps/weight_decay/eval_every", "lr > 0, the others ≥ 0",
-                               (self.lr, self.warmup_steps, self.weight_decay, self.eval_every))
-
-
-@dataclass
-class PretrainConfig(PipelineConfig):
-    pretrain: PretrainSection = field(default_factory=PretrainSection)
-
-
-SCHEMA = PretrainConfig
 
 
 def _samples(policy_dir, seed: int) -> list[str]:

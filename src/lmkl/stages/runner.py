@@ -16,8 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
+from lmkl.options import option_rows
 from lmkl.stages.config import ConfigError, compose, validate
 
 T = TypeVar("T")
@@ -30,9 +31,11 @@ class StageError(RuntimeError):
 
 def run(stage: str, overrides: list[str], schema: type[T], body: Callable[[T], object]) -> int:
     if any(a in ("-h", "--help") for a in overrides):
-        print(f"usage: lmkl {stage} [key=value ...]  (Hydra overrides; e.g. profile=tiny)\n")
-        print(f"composed configuration (conf/{stage}.yaml with the default profile):\n")
-        print(OmegaConf.to_yaml(compose(stage, [a for a in overrides if a not in ("-h", "--help")])))
+        try:
+            print(usage(stage, [a for a in overrides if a not in ("-h", "--help")], schema))
+        except ConfigError as e:
+            print(f"lmkl {stage}: invalid configuration: {e}", file=sys.stderr)
+            return 2
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
     try:
@@ -46,3 +49,35 @@ def run(stage: str, overrides: list[str], schema: type[T], body: Callable[[T], o
         print(f"lmkl {stage}: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def usage(stage: str, overrides: list[str], schema: type) -> str:
+    """Every option of the stage: its value as composed (the profile's, with `overrides`), its help,
+    and the schema default where the profile or an override sets another value."""
+    cfg = compose(stage, overrides)
+    lines = [
+        f"usage: lmkl {stage} [key=value ...]  (Hydra overrides, e.g. profile=tiny train.steps=5)",
+        "",
+        f"options (values as composed: conf/{stage}.yaml, the profile {cfg.profile.name!r}"
+        f"{' and the overrides given' if overrides else ''}; `???`: required):",
+    ]
+    for key, default, help_ in option_rows(schema):
+        value = OmegaConf.select(cfg, key, default=MISSING)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        note = "" if value == default else f" [default: {_text(default)}]"
+        lines.append(f"  {key}={_text(value)}{note}")
+        lines.append(f"      {help_}")
+    return "\n".join(lines)
+
+
+def _text(value: object) -> str:
+    """An option value as override text: null, lists in brackets, MISSING as ???."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value == "":
+        return '""'
+    if isinstance(value, list):
+        return "[" + ",".join(_text(v) for v in value) + "]"
+    return str(value)

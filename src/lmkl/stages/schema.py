@@ -1,14 +1,18 @@
-"""Config sections shared by every stage (the stage modules add their own sections).
+"""The config sections of the pipeline: each option declared once, with its default and help text
+(`lmkl.options.option`). Profiles (conf/profile/*.yaml) and the model/reward/data groups override the
+defaults; `lmkl.stages.pipeline_config` assembles the sections into each stage's schema.
 
 Each dataclass checks its values in `__post_init__` and raises ConfigError naming the key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
+from lmkl.assets.corpus import UCI_SOURCES
 from lmkl.kl import ESTIMATORS, SURROGATE_FORMS
-from lmkl.rloo.config import TRAIN_ESTIMATORS
+from lmkl.options import option
+from lmkl.rloo.config import TRAIN_ESTIMATORS, RLOOOptions
 from lmkl.stages.config import ConfigError, config_error
 
 
@@ -16,10 +20,10 @@ from lmkl.stages.config import ConfigError, config_error
 class ProfileSection:
     """Which profile this is and where its outputs go: results/<name>/, figures/<name>/."""
 
-    name: str = "tiny"
-    results_root: str = "results"
-    figures_root: str = "figures"
-    description: str = ""
+    name: str = option("tiny", "the profile's name: outputs go to results/<name>/ and figures/<name>/")
+    results_root: str = option("results", "folder holding every profile's results")
+    figures_root: str = option("figures", "folder holding every profile's figures")
+    description: str = option("", "one line saying what the profile is")
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -30,9 +34,9 @@ class ProfileSection:
 class SweepSection:
     """The training sweep: one run per estimator × beta × seed (Snakemake reads these lists)."""
 
-    estimators: list[str] = field(default_factory=lambda: ["mc", "rb"])
-    betas: list[float] = field(default_factory=lambda: [0.05, 0.1])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    estimators: list[str] = option(["mc", "rb"], f"training estimators (one run each): among {list(TRAIN_ESTIMATORS)}")
+    betas: list[float] = option([0.05, 0.1], "KL coefficients β ≥ 0 (one run each)")
+    seeds: list[int] = option([0], "seeds (one run each)")
 
     def __post_init__(self) -> None:
         for e in self.estimators:
@@ -49,17 +53,17 @@ class SweepSection:
 class WandbSection:
     """W&B logging: offline without credentials (see lmkl.tracking)."""
 
-    enabled: bool = True
-    project: str = "lmkl"
+    enabled: bool = option(True, "log config, metrics and summaries to W&B (WANDB_MODE=disabled also turns it off)")
+    project: str = option("lmkl", "W&B project")
 
 
 @dataclass
 class RunSection:
     """The single run a train/evaluate stage works on (top-level keys estimator, beta, seed)."""
 
-    estimator: str = "rb"
-    beta: float = 0.05
-    seed: int = 0
+    estimator: str = option("rb", f"the run's training estimator: {' | '.join(TRAIN_ESTIMATORS)}")
+    beta: float = option(0.05, "the run's KL coefficient β ≥ 0")
+    seed: int = option(0, "the run's seed")
 
     def __post_init__(self) -> None:
         if self.estimator not in TRAIN_ESTIMATORS:
@@ -78,17 +82,16 @@ VALUE_ESTIMATORS = sorted(ESTIMATORS)
 class ModelSection:
     """The reference model (also the policy's initialisation), as the download/pretrain stages build it."""
 
-    name: str = "tiny-gpt2"
-    source: str = "pretrain"  # pretrain (tiny, built locally) | smollm2_wheel | hub
-    hub_id: str | None = None  # for source=hub, e.g. lvwerra/gpt2-imdb (or a local folder holding a copy)
-    revision: str | None = None  # for source=hub: a branch, tag or commit (None: the default branch)
-    dtype: str = "float32"
-    # GPT-2 architecture for source=pretrain
-    vocab_size: int = 4096
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 128
+    name: str = option("tiny-gpt2", "the model's name (its file in conf/model/)")
+    source: str = option("pretrain", "pretrain (tiny, built locally) | smollm2_wheel | hub")
+    hub_id: str | None = option(None, "for source=hub: a model id, e.g. lvwerra/gpt2-imdb (or a local folder holding a copy)")
+    revision: str | None = option(None, "for source=hub: a branch, tag or commit (null: the default branch)")
+    dtype: str = option("float32", "float32 | bfloat16 | float16 | float64")
+    vocab_size: int = option(4096, "source=pretrain: BPE vocabulary size")
+    n_layer: int = option(2, "source=pretrain: GPT-2 layers")
+    n_head: int = option(4, "source=pretrain: attention heads")
+    n_embd: int = option(128, "source=pretrain: embedding width")
+    n_positions: int = option(128, "source=pretrain: context length")
 
     def __post_init__(self) -> None:
         if self.source not in ("pretrain", "smollm2_wheel", "hub"):
@@ -103,11 +106,11 @@ class ModelSection:
 class RewardSection:
     """The reward: VADER's compound score, or a sentiment classifier's positive-class logit."""
 
-    kind: str = "vader"  # vader | classifier
-    hub_id: str | None = None  # for kind=classifier, e.g. lvwerra/distilbert-imdb
-    positive_label: str = "POSITIVE"
-    batch_size: int = 64
-    revision: str | None = None  # for kind=classifier: a branch, tag or commit of hub_id
+    kind: str = option("vader", "vader | classifier")
+    hub_id: str | None = option(None, "for kind=classifier: a model id, e.g. lvwerra/distilbert-imdb")
+    positive_label: str = option("POSITIVE", "for kind=classifier: the label whose logit is the reward")
+    batch_size: int = option(64, "texts per reward call")
+    revision: str | None = option(None, "for kind=classifier: a branch, tag or commit of hub_id")
 
     def __post_init__(self) -> None:
         if self.kind not in ("vader", "classifier"):
@@ -122,17 +125,17 @@ class RewardSection:
 class DataSection:
     """Where prompts come from and how they are cut: review prefixes of min_words..max_words."""
 
-    source: str = "uci"  # uci (committed data/) | hf_imdb (datasets: stanfordnlp/imdb)
-    hf_dataset: str = "stanfordnlp/imdb"  # or a local folder with train/test data files
-    uci_sources: list[str] = field(default_factory=lambda: ["imdb"])  # for source=uci: which UCI files
-    unit: str = "words"  # prefix length counted in words (whitespace) or tokens (the policy's tokenizer)
-    min_chars: int = 200  # for source=hf_imdb: only reviews longer than this (TRL's sentiment example)
-    min_words: int = 2  # shortest prefix, in `unit`s
-    max_words: int = 8  # longest prefix, in `unit`s (inclusive)
-    test_fraction: float = 0.2
-    max_train_prompts: int | None = None
-    max_test_prompts: int | None = None
-    seed: int = 0
+    source: str = option("uci", "uci (committed data/) | hf_imdb (datasets: stanfordnlp/imdb)")
+    hf_dataset: str = option("stanfordnlp/imdb", "for source=hf_imdb: the dataset, or a local folder with train/test data files")
+    uci_sources: list[str] = option(["imdb"], "for source=uci: which UCI files (imdb, amazon, yelp)")
+    unit: str = option("words", "prefix length counted in words (whitespace) or tokens (the policy's tokenizer)")
+    min_chars: int = option(200, "for source=hf_imdb: only reviews longer than this (TRL's sentiment example)")
+    min_words: int = option(2, "shortest prefix, in `unit`s")
+    max_words: int = option(8, "longest prefix, in `unit`s (inclusive)")
+    test_fraction: float = option(0.2, "share of the sentences held out for the test prompts")
+    max_train_prompts: int | None = option(None, "keep only the first N training prompts (null: all)")
+    max_test_prompts: int | None = option(None, "keep only the first N test prompts (null: all)")
+    seed: int = option(0, "seed of the prefix cuts and the train/test split")
 
     def __post_init__(self) -> None:
         if self.source not in ("uci", "hf_imdb"):
@@ -166,17 +169,17 @@ class VarianceSection:
     one shared set of R·max(M) samples per prompt; ground truth = rb over `ground_truth_samples`
     further samples per prompt. The `oracle_*` keys size the exact study on lmkl.exact toys."""
 
-    prompts: int = 8
-    repetitions: int = 32
-    sample_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
-    estimators: list[str] = field(default_factory=lambda: list(VALUE_ESTIMATORS))
-    ground_truth_samples: int = 512
-    max_new_tokens: int = 53
-    temperature: float = 1.0
-    micro_batch: int = 64
-    seed: int = 0
-    oracle_toys: int = 12
-    oracle_crossfit_m: int = 4
+    prompts: int = option(8, "held-out prompts studied (the first N)")
+    repetitions: int = option(32, "R: independent estimates per prompt, estimator and M")
+    sample_sizes: list[int] = option([1, 2, 4, 8, 16], "the sample sizes M")
+    estimators: list[str] = option(list(ESTIMATORS), "value estimators studied (mc included: results are relative to it)")
+    ground_truth_samples: int = option(512, "samples per prompt of the ground-truth rb estimate")
+    max_new_tokens: int = option(53, "length cap of a response")
+    temperature: float = option(1.0, "sampling temperature (both models are tempered by it)")
+    micro_batch: int = option(64, "sequences per sampling/scoring call")
+    seed: int = option(0, "sampling seed (the same for every policy)")
+    oracle_toys: int = option(6, "exact study: random tabular toy pairs (plus the two-step counterexample)")
+    oracle_crossfit_m: int = option(4, "exact study: M at which the cross-fitted estimators are taken")
 
     def __post_init__(self) -> None:
         for key in ("prompts", "repetitions", "ground_truth_samples", "max_new_tokens", "micro_batch", "oracle_toys"):
@@ -208,16 +211,16 @@ class GradientVarianceSection:
     policy_run: the trained run to study (None: the first rb run of the sweep at its smallest beta).
     exact_toys: random lmkl.exact toys (plus the counterexample) with exact bias and variance."""
 
-    prompts: int = 4
-    repetitions: int = 16
-    sample_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])
-    forms: list[str] = field(default_factory=lambda: list(GRADIENT_FORMS))
-    parameters: list[str] = field(default_factory=list)
-    policy_run: str | None = None
-    max_new_tokens: int = 53
-    temperature: float = 1.0
-    seed: int = 0
-    exact_toys: int = 8
+    prompts: int = option(4, "held-out prompts (the first N)")
+    repetitions: int = option(16, "R: independent gradient estimates per form and M")
+    sample_sizes: list[int] = option([1, 4, 16], "the sample sizes M per prompt")
+    forms: list[str] = option(list(SURROGATE_FORMS), "surrogate forms studied (mc_seq included: results are relative to it)")
+    parameters: list[str] = option([], "regexes on parameter names restricting θ; [] = every parameter")
+    policy_run: str | None = option(None, "the trained run studied, e.g. rb_beta0.05_seed0; null = the first rb run of the sweep at its smallest beta")
+    max_new_tokens: int = option(53, "length cap of a response")
+    temperature: float = option(1.0, "sampling temperature")
+    seed: int = option(0, "sampling seed")
+    exact_toys: int = option(8, "exact study: random tabular toy pairs (plus the counterexample)")
 
     def __post_init__(self) -> None:
         for key in ("prompts", "repetitions", "max_new_tokens", "exact_toys"):
@@ -239,8 +242,8 @@ class GradientVarianceSection:
 class FiguresSection:
     """Figure output: formats written for every figure, resolution of raster formats."""
 
-    formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
-    dpi: int = 150
+    formats: list[str] = option(["png", "pdf"], "formats written for every figure: png, pdf, svg")
+    dpi: int = option(150, "resolution of raster formats")
 
     def __post_init__(self) -> None:
         for f in self.formats:
@@ -256,51 +259,23 @@ class FiguresSection:
 # Profiles set these sections too. The run itself is the top-level estimator/beta/seed (RunSection).
 
 
-_TRAIN_RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "overwrite", "device", "max_train_prompts")
-
-
 @dataclass
-class TrainSection:
-    """RLOO options (lmkl.rloo.RLOOConfig: see its docstring for each) and the run's bookkeeping.
+class TrainSection(RLOOOptions):
+    """RLOO options (lmkl.rloo.RLOOOptions, each declared there with its help) and the run's bookkeeping."""
 
-    checkpoint_every: updates between checkpoints (one is always written at the end);
-    overwrite: start afresh when the run folder holds a run of another configuration (else refuse);
-    device: auto (cuda when visible) | cpu | cuda; max_train_prompts: use only the first N prompts.
-    """
-
-    steps: int = 100
-    gradient: str = "paper"
-    baseline_pairing: str = "per_prompt"
-    k: int = 2
-    num_prompts: int = 16
-    num_ppo_epochs: int = 4
-    num_mini_batches: int = 1
-    micro_batch_size: int = 16
-    cliprange: float = 0.2
-    lr: float = 3e-5
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = None
-    max_new_tokens: int = 53
-    temperature: float = 1.0
-    ref_logits: str = "store"
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2
-    overwrite: bool = False
-    device: str = "auto"
-    max_train_prompts: int | None = None
+    checkpoint_every: int = option(10, "updates between checkpoints (one is always written at the end)")
+    keep_checkpoints: int = option(2, "checkpoints kept (the newest)")
+    overwrite: bool = option(False, "true: discard a run folder of another configuration and start afresh (else refuse)")
+    device: str = option("auto", "auto (cuda when visible) | cpu | cuda")
+    max_train_prompts: int | None = option(None, "use only the first N training prompts (null: all)")
 
     def rloo_options(self) -> dict:
         """The RLOOConfig keyword arguments this section sets (all but the run's bookkeeping)."""
-        from dataclasses import fields
-
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _TRAIN_RUN_KEYS}
+        return {f.name: getattr(self, f.name) for f in fields(RLOOOptions)}
 
     def __post_init__(self) -> None:
-        from lmkl.rloo.config import RLOOConfig
-
-        try:  # the trainer's own validation, with a neutral estimator/beta (checked by RunSection)
-            RLOOConfig(estimator="rb", beta=0.0, **self.rloo_options())
+        try:  # the trainer's own validation
+            RLOOOptions.validate(self)
         except ValueError as e:
             raise ConfigError(f"train.{e}") from e
         if self.checkpoint_every < 1:
@@ -322,14 +297,14 @@ class EvaluateSection:
     estimators: the KL value estimators reported; seed: sampling seed (the same for every run).
     """
 
-    num_prompts: int | None = None
-    n_per_prompt: int = 1
-    max_new_tokens: int | None = None
-    temperature: float = 1.0
-    batch_size: int = 64
-    estimators: list[str] = field(default_factory=lambda: list(VALUE_ESTIMATORS))
-    seed: int = 0
-    device: str = "auto"
+    num_prompts: int | None = option(None, "the first N test prompts; null: all")
+    n_per_prompt: int = option(1, "samples per prompt")
+    max_new_tokens: int | None = option(None, "length cap of a response; null: the run's train.max_new_tokens")
+    temperature: float = option(1.0, "the authors evaluate at 1 so that KL estimates are on-policy")
+    batch_size: int = option(64, "sequences per forward pass")
+    estimators: list[str] = option(list(ESTIMATORS), "the KL value estimators reported")
+    seed: int = option(0, "sampling seed (the same for every run: paired samples)")
+    device: str = option("auto", "auto (cuda when visible) | cpu | cuda")
 
     def __post_init__(self) -> None:
         if self.num_prompts is not None and self.num_prompts < 1:
@@ -348,3 +323,53 @@ class EvaluateSection:
             raise config_error("evaluate.estimators", "a non-empty list", self.estimators)
         if self.device not in ("auto", "cpu", "cuda"):
             raise config_error("evaluate.device", "auto, cpu or cuda", self.device)
+
+
+# --- the assets' own stages (conf/download.yaml, conf/pretrain.yaml) --------------------------------
+
+
+@dataclass
+class DownloadSection:
+    """`lmkl download`: what to rebuild and what the tiny tokenizer is trained on."""
+
+    force: bool = option(False, "rebuild every asset even when current")
+    tokenizer_corpus: list[str] = option(list(UCI_SOURCES), "model.source=pretrain: UCI files the BPE tokenizer is trained on")
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer_corpus or set(self.tokenizer_corpus) - set(UCI_SOURCES):
+            raise config_error("download.tokenizer_corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.tokenizer_corpus)
+
+
+@dataclass
+class PretrainSection:
+    """`lmkl pretrain`: a fixed number of steps, not a wall-clock budget, so the result is reproducible;
+    sized for ≤ 2.5 min on 2 CPU cores."""
+
+    force: bool = option(False, "retrain even when the policy is current")
+    corpus: list[str] = option(list(UCI_SOURCES), "UCI files; every sentence ends with <|endoftext|>")
+    heldout_fraction: float = option(0.1, "sentences held out for the perplexity in the manifest")
+    steps: int = option(700, "≈ 8 epochs; ~1.5 min on one free core (held-out perplexity ≈ 300)")
+    batch_size: int = option(32, "sentences per step")
+    lr: float = option(3e-3, "AdamW learning rate (after warm-up)")
+    warmup_steps: int = option(50, "linear warm-up steps")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    dropout: float = option(0.1, "dropout while pretraining")
+    seed: int = option(0, "initialisation and batch-order seed")
+    eval_every: int = option(200, "held-out NLL in the log every N steps (0: only at the end)")
+    bucket: int = option(16, "length-sorted spans of N batches: 2× faster than random batches (1)")
+    threads: int = option(1, "torch CPU threads; 1: bit-for-bit reproducible on any machine and immune to "
+                             "oversubscription when jobs run side by side")
+
+    def __post_init__(self) -> None:
+        if not self.corpus or set(self.corpus) - set(UCI_SOURCES):
+            raise config_error("pretrain.corpus", f"a non-empty subset of {list(UCI_SOURCES)}", self.corpus)
+        for key in ("steps", "batch_size", "threads", "bucket"):
+            if getattr(self, key) < 1:
+                raise config_error(f"pretrain.{key}", "an integer ≥ 1", getattr(self, key))
+        if not 0 < self.heldout_fraction < 1:
+            raise config_error("pretrain.heldout_fraction", "a fraction in (0, 1)", self.heldout_fraction)
+        if not 0 <= self.dropout < 1:
+            raise config_error("pretrain.dropout", "a probability in [0, 1)", self.dropout)
+        if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.eval_every < 0:
+            raise config_error("pretrain.lr/warmup_steps/weight_decay/eval_every", "lr > 0, the others ≥ 0",
+                               (self.lr, self.warmup_steps, self.weight_decay, self.eval_every))

@@ -15,36 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.config_cmd import PipelineConfig
 from lmkl.stages.paths import run_name
+from lmkl.stages.pipeline_config import RunConfig
 from lmkl.stages.runner import StageError
-from lmkl.stages.schema import RunSection
 from lmkl.stages.study_io import profile_paths, require, require_assets, resolve_device
 
 log = logging.getLogger("lmkl")
 
 
-@dataclass
-class TrainConfig(PipelineConfig):
-    """The profile's sections plus the run: estimator (mc | rb), beta (≥ 0), seed."""
-
-    estimator: str = "rb"
-    beta: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        RunSection(self.estimator, self.beta, self.seed)  # raises ConfigError naming the key
-
-
-SCHEMA = TrainConfig
-
-
-def rloo_config(cfg: TrainConfig):
+def rloo_config(cfg: RunConfig):
     from lmkl.rloo import RLOOConfig
 
     return RLOOConfig(
@@ -53,7 +36,7 @@ def rloo_config(cfg: TrainConfig):
     )
 
 
-def fingerprint(cfg: TrainConfig, rc) -> dict:
+def fingerprint(cfg: RunConfig, rc) -> dict:
     """Everything that makes two invocations the same run, train.steps excepted."""
     return {
         "rloo": rc.fingerprint(),
@@ -64,7 +47,7 @@ def fingerprint(cfg: TrainConfig, rc) -> dict:
     }
 
 
-def load_inputs(cfg: TrainConfig, device: str):
+def load_inputs(cfg: RunConfig, device: str):
     """(ModelPair(policy, reference), reward function, training prompts) from the profile's assets."""
     paths = profile_paths(cfg)
     policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
@@ -87,7 +70,7 @@ def load_inputs(cfg: TrainConfig, device: str):
     return pair, reward, prompts
 
 
-def start_tracking(cfg: TrainConfig, run_dir: Path):
+def start_tracking(cfg: RunConfig, run_dir: Path):
     """A W&B run resumed across invocations (its id is kept in run_dir/wandb_id.txt); None if disabled."""
     if not cfg.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
         return None
@@ -107,7 +90,7 @@ def start_tracking(cfg: TrainConfig, run_dir: Path):
     return run
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: RunConfig) -> Path:
     from lmkl.rloo import RLOOTrainer, RunConfigMismatch, TrainingDiverged, check_run_dir, fit
 
     paths = profile_paths(cfg)
@@ -148,4 +131,4 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def main(overrides: list[str]) -> int:
-    return runner.run("train", overrides, TrainConfig, train)
+    return runner.run("train", overrides, RunConfig, train)

@@ -14,30 +14,16 @@ The folder appears complete or not at all (atomic_dir).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
-from omegaconf import MISSING
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.config_cmd import PipelineConfig, check_study_target, parse_run_name
+from lmkl.stages.paths import parse_run_name
+from lmkl.stages.pipeline_config import VarianceConfig
 from lmkl.stages.study_io import load_pair, log_summary, profile_paths, read_test_prompts, write_table
 
 log = logging.getLogger("lmkl")
-
-
-@dataclass
-class VarianceConfig(PipelineConfig):
-    """The profile, plus `target`: a run name (<estimator>_beta<beta>_seed<seed>) or `exact`."""
-
-    target: str = MISSING
-
-    def __post_init__(self) -> None:
-        check_study_target(self.target, ("exact",))
-
-
-SCHEMA = VarianceConfig
 
 
 def run_exact(cfg: VarianceConfig) -> None:

@@ -1,0 +1,121 @@
+"""Each stage's config schema, assembled from the sections of `lmkl.stages.schema`, and registered with
+Hydra's ConfigStore as `schema/<stage>`.
+
+Every primary config (conf/<stage>.yaml) starts its defaults list with `schema/<stage>`, so the
+dataclasses are the defaults: the YAML files hold no option values of their own, only the shared
+defaults list (conf/base.yaml: the profile) that profiles and groups override. Composition is typed
+(an unknown key or a wrong type fails in Hydra); instantiation (`lmkl.stages.config.validate`) runs
+each section's value checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from lmkl.options import option
+from lmkl.stages.config import config_error
+from lmkl.stages.paths import parse_run_name
+from lmkl.stages.schema import (
+    DataSection,
+    DownloadSection,
+    EvaluateSection,
+    FiguresSection,
+    GradientVarianceSection,
+    ModelSection,
+    PretrainSection,
+    ProfileSection,
+    RewardSection,
+    RunSection,
+    SweepSection,
+    TrainSection,
+    VarianceSection,
+    WandbSection,
+)
+
+
+@dataclass
+class PipelineConfig:
+    """Every section a profile sets (conf/sweep.yaml: the pipeline plan); each stage's schema extends it."""
+
+    profile: ProfileSection = field(default_factory=ProfileSection)
+    wandb: WandbSection = field(default_factory=WandbSection)
+    sweep: SweepSection = field(default_factory=SweepSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    reward: RewardSection = field(default_factory=RewardSection)
+    data: DataSection = field(default_factory=DataSection)
+    variance: VarianceSection = field(default_factory=VarianceSection)
+    gradient_variance: GradientVarianceSection = field(default_factory=GradientVarianceSection)
+    figures: FiguresSection = field(default_factory=FiguresSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+
+
+@dataclass
+class DownloadConfig(PipelineConfig):
+    download: DownloadSection = field(default_factory=DownloadSection)
+
+
+@dataclass
+class PretrainConfig(PipelineConfig):
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+
+
+@dataclass
+class RunConfig(RunSection, PipelineConfig):
+    """The profile's sections plus one run (`lmkl train` and `lmkl evaluate`): estimator, beta, seed."""
+
+
+def check_study_target(target: str, keywords: tuple[str, ...]) -> None:
+    """A study's `target`: one of `keywords` (e.g. exact, reference) or a run name; else ConfigError."""
+    if target in keywords:
+        return
+    try:
+        parse_run_name(target)
+    except ValueError as e:
+        expected = ", ".join(keywords) + ", or a run name like rb_beta0.1_seed0"
+        raise config_error("target", expected, target) from e
+
+
+@dataclass
+class VarianceConfig(PipelineConfig):
+    target: str = option(MISSING, "a run name (<estimator>_beta<beta>_seed<seed>): that policy vs the reference; "
+                                  "exact: the exact study on lmkl.exact toys")
+
+    def __post_init__(self) -> None:
+        check_study_target(self.target, ("exact",))
+
+
+@dataclass
+class GradientVarianceConfig(PipelineConfig):
+    target: str = option(MISSING, "reference (p = q: a check of the machinery), a run name "
+                                  "(<estimator>_beta<beta>_seed<seed>), or exact (lmkl.exact toys)")
+
+    def __post_init__(self) -> None:
+        check_study_target(self.target, ("reference", "exact"))
+
+
+# stage (its primary config conf/<stage>.yaml) -> schema; `sweep` is the pipeline plan's config
+SCHEMAS: dict[str, type] = {
+    "download": DownloadConfig,
+    "pretrain": PretrainConfig,
+    "train": RunConfig,
+    "evaluate": RunConfig,
+    "variance": VarianceConfig,
+    "gradient_variance": GradientVarianceConfig,
+    "aggregate": PipelineConfig,
+    "figures": PipelineConfig,
+    "sweep": PipelineConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store every stage's schema as `schema/<stage>` (package _global_) in Hydra's ConfigStore."""
+    store = ConfigStore.instance()
+    for stage, schema in SCHEMAS.items():
+        store.store(group="schema", name=stage, node=schema, package="_global_")
+
+
+register_schemas()
