@@ -57,3 +57,42 @@ def test_shape_errors_name_the_argument():
         token_stats_from_hidden(hp, wp, hq, wq[:-1], tokens, mask)
     with pytest.raises(ValueError, match="hidden_p/weight_p"):
         token_stats_from_hidden(hp, wp.T, hq, wq, tokens, mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_equals_the_scoring_path_with_temperature_and_padded_lm_head(dtype):
+    """τ = 0.7 and lm_heads with 5 and 9 padding rows beyond the tokenizer's V: equal to `token_stats`
+    on the logits `lmkl.models` scoring builds (next_token_logits(raw, τ, vocab_size)[..., :V])."""
+    from lmkl.models import next_token_logits
+
+    (hp, wp, hq, wq), tokens, mask = _inputs(dtype, seed=4)
+    V, tau = wp.shape[0], 0.7
+    g = torch.Generator().manual_seed(9)
+    pad = lambda w, k: torch.cat([w.detach(), torch.randn(k, w.shape[1], generator=g).to(dtype) * 50])  # noqa: E731
+    wp_pad, wq_pad = pad(wp, 5).requires_grad_(), pad(wq, 9).requires_grad_()
+    stats = token_stats_from_hidden(hp, wp_pad, hq, wq_pad, tokens, mask, temperature=tau, vocab_size=V)
+    ref_in = [x.detach().clone().requires_grad_() for x in (hp, wp_pad, hq, wq_pad)]
+    rhp, rwp, rhq, rwq = ref_in
+    zp = next_token_logits(rhp @ rwp.T, temperature=tau, vocab_size=V)[..., :V]  # as scoring does
+    zq = next_token_logits(rhq @ rwq.T, temperature=tau, vocab_size=V)[..., :V]
+    ref = token_stats(zp, zq, tokens, mask, backend="torch")
+    # float32: both paths compute the same rounded logits; the chunked accumulation differs in order
+    # only (2e-5, as above). bf16: the same bf16 logits, then float32 accumulation (1e-4, as above).
+    tol = {"atol": 2e-5, "rtol": 2e-5} if dtype == torch.float32 else {"atol": 1e-4, "rtol": 1e-4}
+    for name in ("logp", "logq", "kl"):
+        torch.testing.assert_close(getattr(stats, name), getattr(ref, name), **tol, msg=name)
+    if dtype != torch.float32:
+        return
+    loss = lambda s: (s.logp * 0.3 - s.logq * 1.7 + s.kl * 2.0).sum()  # noqa: E731
+    grads = torch.autograd.grad(loss(stats), [hp, wp_pad, hq, wq_pad])
+    ref_grads = torch.autograd.grad(loss(ref), ref_in)
+    for name, a, b in zip(("hidden_p", "weight_p", "hidden_q", "weight_q"), grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
+    assert float(grads[1][V:].abs().max()) == 0.0  # padding rows: no probability, no gradient
+    # Without vocab_size the padded heads differ in rows and are refused by name.
+    with pytest.raises(ValueError, match="vocab_size"):
+        token_stats_from_hidden(hp, wp_pad, hq, wq_pad, tokens, mask)
+    with pytest.raises(ValueError, match="temperature"):
+        token_stats_from_hidden(hp, wp, hq, wq, tokens, mask, temperature=0.0)
+    with pytest.raises(ValueError, match="weight_q"):
+        token_stats_from_hidden(hp, wp, hq, wq[:-1], tokens, mask, vocab_size=V)

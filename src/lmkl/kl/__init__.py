@@ -10,6 +10,7 @@ Pure tensor math (torch only): this package never imports transformers or any ot
 
 from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
+from lmkl.kl.stats import TokenStats, concat_stats
 from lmkl.kl.summary import Estimate, pool_over_prompts, summarize
 from lmkl.kl.surrogates import (
     SURROGATE_FORMS,
@@ -18,7 +19,7 @@ from lmkl.kl.surrogates import (
     surrogate_from_stats,
     surrogate_terms,
 )
-from lmkl.kl.token_stats import TokenStats, concat_stats, token_stats
+from lmkl.kl.token_stats import token_stats
 
 __all__ = [
     "CROSSFITTED",

@@ -18,7 +18,7 @@ import torch
 
 from lmkl.kl.backends.chunked import chunk_backward, chunk_forward, rows_per_chunk
 from lmkl.kl.backends.torch_rows import accumulation_dtype
-from lmkl.kl.token_stats import TokenStats, assemble
+from lmkl.kl.stats import TokenStats, assemble
 from lmkl.kl.validation import check_tokens_mask
 
 # Rows per chunk so that one [rows, V] float32 logits chunk holds about 2^20 values (4 MiB): large
@@ -26,28 +26,32 @@ from lmkl.kl.validation import check_tokens_mask
 CHUNK_ELEMENTS = 1 << 20
 
 
-def _logits(h: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[n, V] logits h Wᵀ in the inputs' dtype, upcast to the accumulation dtype."""
-    return (h @ w.T).to(dtype)
+def _logits(h: torch.Tensor, w: torch.Tensor, dtype: torch.dtype, temperature: float) -> torch.Tensor:
+    """[n, V] logits h Wᵀ in the inputs' dtype, upcast to the accumulation dtype, then divided by τ
+    (the order of `lmkl.models.next_token_logits`: raw logits → float32 → / τ)."""
+    z = (h @ w.T).to(dtype)
+    return z if temperature == 1.0 else z / temperature
 
 
 class FusedLinearRowStats(torch.autograd.Function):
     """(logp, logq, kl) [N] from hidden rows h_p [N, H_p], h_q [N, H_q] and weights W_p [V, H_p], W_q [V, H_q]."""
 
     @staticmethod
-    def forward(ctx, hidden_p, weight_p, hidden_q, weight_q, tokens, rows: int):
+    def forward(ctx, hidden_p, weight_p, hidden_q, weight_q, tokens, rows: int, temperature: float):
         N = hidden_p.shape[0]  # rows (unmasked positions)
         dtype = accumulation_dtype(hidden_p)
         out = hidden_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
         for start in range(0, N, rows):
             sl = slice(start, start + rows)
             values = chunk_forward(
-                _logits(hidden_p[sl], weight_p, dtype), _logits(hidden_q[sl], weight_q, dtype), tokens[sl]
+                _logits(hidden_p[sl], weight_p, dtype, temperature),
+                _logits(hidden_q[sl], weight_q, dtype, temperature),
+                tokens[sl],
             )
             for i, v in enumerate(values):
                 out[i, sl] = v
         ctx.save_for_backward(hidden_p, weight_p, hidden_q, weight_q, tokens, out[2])
-        ctx.rows = rows
+        ctx.rows, ctx.temperature = rows, temperature
         return out[0], out[1], out[2]
 
     @staticmethod
@@ -62,28 +66,31 @@ class FusedLinearRowStats(torch.autograd.Function):
         d_hq = torch.empty_like(hidden_q) if need_hq else None
         d_wp = torch.zeros_like(weight_p, dtype=dtype) if need_wp else None
         d_wq = torch.zeros_like(weight_q, dtype=dtype) if need_wq else None
-        w_p, w_q = weight_p.to(dtype), weight_q.to(dtype)  # weight-sized, not [N, V]
+        tau = ctx.temperature
+        # z = h Wᵀ / τ, so ∂/∂h = (dz/τ) W and ∂/∂W = (dz/τ)ᵀ h: the 1/τ folds into the weights once.
+        w_p, w_q = (weight_p.to(dtype), weight_q.to(dtype)) if tau == 1.0 else (weight_p.to(dtype) / tau, weight_q.to(dtype) / tau)
         for start in range(0, N, ctx.rows):
             sl = slice(start, start + ctx.rows)
             hp, hq = hidden_p[sl], hidden_q[sl]
             dzp, dzq = chunk_backward(
-                _logits(hp, weight_p, dtype), _logits(hq, weight_q, dtype), tokens[sl],
+                _logits(hp, weight_p, dtype, tau), _logits(hq, weight_q, dtype, tau), tokens[sl],
                 kl[sl], g_lp[sl], g_lq[sl], g_kl[sl], need_p, need_q,
             )  # fmt: skip
             if need_hp:
                 d_hp[sl] = dzp @ w_p
             if need_wp:
-                d_wp.addmm_(dzp.T, hp.to(dtype))
+                d_wp.addmm_(dzp.T, hp.to(dtype), alpha=1 / tau)
             if need_hq:
                 d_hq[sl] = dzq @ w_q
             if need_wq:
-                d_wq.addmm_(dzq.T, hq.to(dtype))
+                d_wq.addmm_(dzq.T, hq.to(dtype), alpha=1 / tau)
         cast = lambda d, like: None if d is None else d.to(like.dtype)  # noqa: E731
         return (
             cast(d_hp, hidden_p),
             cast(d_wp, weight_p),
             cast(d_hq, hidden_q),
             cast(d_wq, weight_q),
+            None,
             None,
             None,
         )
@@ -96,19 +103,27 @@ def token_stats_from_hidden(
     weight_q: torch.Tensor,
     tokens: torch.Tensor,
     mask: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    vocab_size: int | None = None,
 ) -> TokenStats:  # KL(p ‖ q), y ~ p
-    """`token_stats` for logits h Wᵀ of two models' lm_heads, without materializing [B, T, V].
+    """`token_stats` for logits h Wᵀ / τ of two models' lm_heads, without materializing [B, T, V].
 
     Args:
-      hidden_p: [B, T, H_p] final hidden states of p (the sampling model); weight_p: [V, H_p] its lm_head.
-      hidden_q: [B, T, H_q] final hidden states of q; weight_q: [V, H_q] its lm_head (H_q may differ).
+      hidden_p: [B, T, H_p] final hidden states of p (the sampling model); weight_p: [V_p, H_p] its lm_head.
+      hidden_q: [B, T, H_q] final hidden states of q; weight_q: [V_q, H_q] its lm_head (H_q may differ).
       tokens: [B, T] sampled tokens; mask: [B, T] bool, True at real positions.
+      temperature: τ > 0 of both models: logits are (h Wᵀ) upcast, then / τ.
+      vocab_size: the tokenizer's vocabulary V; lm_head rows ≥ V (embedding padding) are dropped, as
+        `lmkl.models.score_rollout` drops those columns. None: V_p = V_q rows, all real.
     Returns:
-      TokenStats (logp, logq, kl [B, T], zero where masked), equal to
-      `token_stats(hidden_p @ weight_p.T, hidden_q @ weight_q.T, tokens, mask)` and differentiable with
-      respect to all four tensors. Peak extra memory: one [rows, V] chunk plus the weight gradients.
+      TokenStats (logp, logq, kl [B, T], zero where masked), equal to the scoring path
+      `token_stats(next_token_logits(h_p W_pᵀ, temperature=τ, vocab_size=V)[..., :V], ...)` and
+      differentiable with respect to all four tensors. Peak extra memory: one [rows, V] chunk plus
+      the weight gradients.
     Raises:
-      ValueError naming the argument on a shape, dtype or token-range mismatch, or NaN at a real position.
+      ValueError naming the argument on a shape, dtype, option or token-range mismatch, or NaN at a
+      real position.
     """
     for name, h, w in (("p", hidden_p, weight_p), ("q", hidden_q, weight_q)):
         if h.dim() != 3 or w.dim() != 2 or h.shape[-1] != w.shape[-1]:
@@ -124,9 +139,19 @@ def token_stats_from_hidden(
         raise ValueError(
             f"hidden_q: expected [B, T] = {tuple(hidden_p.shape[:2])}, got {tuple(hidden_q.shape[:2])}"
         )
+    if isinstance(temperature, bool) or not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+        raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+    if vocab_size is not None:
+        if isinstance(vocab_size, bool) or int(vocab_size) != vocab_size or vocab_size < 1:
+            raise ValueError(f"vocab_size: expected an integer ≥ 1 or None, got {vocab_size!r}")
+        for name, w in (("weight_p", weight_p), ("weight_q", weight_q)):
+            if w.shape[0] < vocab_size:
+                raise ValueError(f"{name}: {w.shape[0]} rows, fewer than vocab_size {vocab_size}")
+        weight_p, weight_q = weight_p[: int(vocab_size)], weight_q[: int(vocab_size)]  # views: padding rows dropped
     if weight_p.shape[0] != weight_q.shape[0]:
         raise ValueError(
-            f"weight_q: vocabulary size {weight_q.shape[0]} does not match weight_p's {weight_p.shape[0]}"
+            f"weight_q: vocabulary size {weight_q.shape[0]} does not match weight_p's {weight_p.shape[0]} "
+            "(pass vocab_size= when an lm_head has padding rows)"
         )
     B, T, _ = hidden_p.shape  # batch, positions, hidden
     V = weight_p.shape[0]  # vocabulary
@@ -138,5 +163,6 @@ def token_stats_from_hidden(
         weight_q,
         tokens[mask].long(),
         rows_per_chunk(V, CHUNK_ELEMENTS),
+        float(temperature),
     )  # each [N]
     return assemble(logp_n, logq_n, kl_n, mask, ("hidden_p/weight_p", "hidden_q/weight_q", "hidden/weight"))
