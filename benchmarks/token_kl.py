@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/token_kl.py [--N 2048 --V 50257 151936 --dtype float32 --threads 2]
     .venv/bin/python benchmarks/token_kl.py --quick          # N=512, V=50257, 3 reps: a smoke run
-    .venv/bin/python benchmarks/token_kl.py --N 2048 --V 50257 --busy 3   # with 3 other 2-thread jobs
+    .venv/bin/python benchmarks/token_kl.py --N 2048 --V 50257 --busy 0 3   # alone, then with 3 other jobs
 
 Reference (the authors' code, rycolab/kl-rb): log_softmax of both logits, exp, multiply, sum over the
 vocabulary (plus the two gathers of the sampled token), differentiated by autograd. Candidates: the
@@ -154,7 +154,7 @@ def measure(fn, device, warmup: int, reps: int) -> tuple[list[float], int]:
     return [], extra
 
 
-def run_case(args, N: int, V: int, mode: str) -> list[dict]:
+def run_case(args, N: int, V: int, mode: str, busy: int) -> list[dict]:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -184,7 +184,7 @@ def run_case(args, N: int, V: int, mode: str) -> list[dict]:
             **environment(),
             "benchmark": "token_kl",
             "config": f"{mode} N={N} V={V} {args.dtype} threads={torch.get_num_threads()} reps={args.reps} "
-            f"busy={args.busy}",
+            f"busy={busy}",
             "baseline": "authors' reference",
             "baseline_s": f"{ref_s:.4f}",
             "candidate": name,
@@ -200,7 +200,7 @@ def run_case(args, N: int, V: int, mode: str) -> list[dict]:
         }
         rows.append(row)
         print(
-            f"{mode:8s} N={N:5d} V={V:6d} {name:10s} median {t * 1e3:9.1f} ms  x{ref_s / t:5.2f} vs ref  "
+            f"busy={busy} {mode:8s} N={N:5d} V={V:6d} {name:15s} median {t * 1e3:9.1f} ms  x{ref_s / t:5.2f} vs ref  "
             f"{t / mc_s:5.2f}x MC-min  extra peak {extra[name] / 2**20:8.1f} MiB ({row['mem_ratio']} of ref)  "
             f"{gbps:6.1f} GB/s load {load}"
             + (f" ({row['peak_share']} of peak)" if args.peak_gbps else ""),
@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--peak-gbps", type=float, default=0.0, help="device peak bandwidth (H100 SXM: 3350)")
-    p.add_argument("--busy", type=int, default=0, help="other 2-thread torch jobs to run meanwhile")
+    p.add_argument("--busy", type=int, nargs="+", default=[0], help="other 2-thread torch jobs to run meanwhile; "
+                   "several values: every case at each")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="N=512, V=50257, 3 reps")
     p.add_argument("--no-csv", action="store_true", help="print only")
     args = p.parse_args(argv)
@@ -230,13 +231,14 @@ def main(argv: list[str] | None = None) -> None:
         args.backends = ["chunked", "compiled"] + (["triton"] if args.device == "cuda" else [])
     if args.quick:
         args.N, args.V, args.reps = [512], [50257], 3
-    with BusyMachine(args.busy):
-        for N in args.N:
-            for V in args.V:
-                for mode in args.modes:
-                    for row in run_case(args, N, V, mode):
-                        if not args.no_csv:
-                            append_row(row)
+    for busy in args.busy:
+        with BusyMachine(busy):
+            for N in args.N:
+                for V in args.V:
+                    for mode in args.modes:
+                        for row in run_case(args, N, V, mode, busy):
+                            if not args.no_csv:
+                                append_row(row)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`auto` on CPU: `chunked` (timed) until COMPILE_AFTER_S seconds are spent, then `compiled`.
+"""`auto` on CPU: `chunked` (timed) until COMPILE_AFTER_S seconds are spent, then `compiled` for
+calls without gradients; calls to be differentiated stay with `chunked`.
 
 The compiled backend itself is checked in test_backends.py; here a spy stands in for it, so the
 policy's routing is tested without paying a compilation.
@@ -57,6 +58,14 @@ def test_compiled_once_the_budget_is_spent(policy, monkeypatch):
     spent = policy.spent_s
     token_stats(zp, zq, tokens, mask)
     assert len(policy.compiled_calls) == 1 and policy.spent_s == spent
+    # A call to be differentiated stays with chunked (and is timed); under no_grad it is compiled.
+    zp.requires_grad_()
+    assert _auto_choice(zp) == "chunked"
+    token_stats(zp, zq, tokens, mask).kl.sum().backward()
+    assert len(policy.compiled_calls) == 1 and policy.spent_s > spent
+    with torch.no_grad():
+        token_stats(zp, zq, tokens, mask)
+    assert len(policy.compiled_calls) == 2
 
 
 def test_a_failing_compiler_falls_back_to_chunked(policy, monkeypatch):

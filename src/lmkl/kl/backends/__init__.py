@@ -68,10 +68,11 @@ def resolve(backend: str, logits: torch.Tensor) -> RowStatsFn:
 
 
 def _auto_choice(logits: torch.Tensor) -> str:
-    """CUDA: the Triton kernel when importable, else `compiled`. CPU: `chunked`, then `compiled` once
-    the process has spent `auto_cpu.COMPILE_AFTER_S` seconds in token statistics (see auto_cpu)."""
+    """CUDA: the Triton kernel when importable, else `compiled`. CPU: `chunked`, then `compiled` for
+    calls without gradients once the process has spent `auto_cpu.COMPILE_AFTER_S` seconds in token
+    statistics (see auto_cpu)."""
     if logits.device.type == "cuda":
         return "triton" if HAS_TRITON else "compiled"
     if logits.device.type == "cpu":
-        return AUTO_CPU_POLICY.choice()
+        return AUTO_CPU_POLICY.choice(torch.is_grad_enabled() and logits.requires_grad)
     return "chunked"
