@@ -5,7 +5,7 @@ reference results/P/assets/policy, on the first `variance.prompts` held-out prom
 (`lmkl.studies.variance`). Writes results/P/variance/<run>/:
   estimates.parquet  profile, policy, prompt, estimator, M, repetition, estimate (tidy)
   truth.csv          per prompt: ground-truth rb estimate over ground_truth_samples samples, stderr
-  summary.csv        per estimator and M: std, frac_negative, max_abs, bias, rmse
+  summary.csv        per estimator and M: std, frac_negative, max_abs, bias (± bias_stderr, bias_z), rmse
 target=exact: exact bias and per-sample variance of every estimator on lmkl.exact toys, the
 two-step counterexample included (`lmkl.studies.oracle`) → results/P/variance/exact/oracle.csv.
 The folder appears complete or not at all (atomic_dir).

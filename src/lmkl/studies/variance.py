@@ -103,23 +103,31 @@ def summarize_estimates(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.Data
     std: mean over prompts of the standard deviation across repetitions (ddof = 1) — the paper's
     "standard deviation of the estimate"; frac_negative: share of all estimates below 0;
     max_abs: largest |estimate| (k3's explosions show here); bias: mean over prompts of
-    (mean estimate − ground truth), with truth_stderr the standard error of that truth average
-    (a bias within a few of those is noise); rmse: root mean squared error against the truth.
+    (mean estimate − ground truth); truth_stderr: the standard error of that truth average;
+    bias_stderr: the standard error of the bias itself, combining per prompt the estimates' own noise
+    (std/√R: the R repetitions use disjoint samples) with the truth's, sqrt(Σ_p (std_p²/R_p +
+    truth_se_p²))/P; bias_z = bias / bias_stderr (|z| ≳ 3 is a bias, not noise); rmse: root mean
+    squared error against the truth.
     """
     df = estimates.merge(truth[["prompt", "truth", "truth_stderr"]], on="prompt")
     df["err"] = df["estimate"] - df["truth"]
     per_prompt = df.groupby(["estimator", "M", "prompt"]).agg(
-        std=("estimate", "std"), mean=("estimate", "mean"), truth=("truth", "first"), truth_se=("truth_stderr", "first")
-    )
+        std=("estimate", "std"), mean=("estimate", "mean"), n=("estimate", "size"),
+        truth=("truth", "first"), truth_se=("truth_stderr", "first"),
+    )  # fmt: skip
     per_prompt["bias"] = per_prompt["mean"] - per_prompt["truth"]
+    per_prompt["bias_var"] = per_prompt["std"] ** 2 / per_prompt["n"] + per_prompt["truth_se"] ** 2
     by = per_prompt.groupby(level=["estimator", "M"])
+    root_sum_over_count = lambda s: float(s.sum() ** 0.5 / len(s))  # noqa: E731  sqrt(Σ var)/P
     out = pd.DataFrame(
         {
             "std": by["std"].mean(),
             "bias": by["bias"].mean(),
-            "truth_stderr": by["truth_se"].apply(lambda s: float((s**2).sum() ** 0.5 / len(s))),
+            "truth_stderr": by["truth_se"].apply(lambda s: root_sum_over_count(s**2)),
+            "bias_stderr": by["bias_var"].apply(root_sum_over_count),
         }
     )
+    out["bias_z"] = out["bias"] / out["bias_stderr"]
     g = df.groupby(["estimator", "M"])
     out["frac_negative"] = g["estimate"].apply(lambda s: float((s < 0).mean()))
     out["max_abs"] = g["estimate"].apply(lambda s: float(s.abs().max()))
@@ -133,7 +141,8 @@ def summarize_estimates(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.Data
 def variance_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's variance table from per-policy summaries: per (estimator, M), the std averaged over
     policies (and prompts), the share of negative estimates, the largest |estimate|, the mean bias
-    against the rb ground truth; n_policies says how many policies were pooled."""
+    against the rb ground truth with its combined standard error (policies independent) and z;
+    n_policies says how many policies were pooled."""
     g = summary.groupby(["estimator", "M"])
     out = pd.DataFrame(
         {
@@ -142,9 +151,11 @@ def variance_table(summary: pd.DataFrame) -> pd.DataFrame:
             / g["n_estimates"].sum(),
             "max_abs": g["max_abs"].max(),
             "bias": g["bias"].mean(),
+            "bias_stderr": g["bias_stderr"].apply(lambda s: float((s**2).sum() ** 0.5 / len(s))),
             "n_policies": g["policy"].nunique(),
             "prompts": g["prompts"].max(),
             "repetitions": g["repetitions"].max(),
         }
     )
+    out["bias_z"] = out["bias"] / out["bias_stderr"]
     return out.reset_index()
