@@ -16,6 +16,19 @@
 # Every rule calls `lmkl <stage> key=value ...`; every stage writes its outputs atomically (temporary
 # file or folder, then rename), so an interrupted run resumes where it stopped (profiles/default sets
 # rerun-incomplete; training resumes from its checkpoints, which are not declared outputs and survive).
+#
+# Resources, declared by each rule (Snakemake's own conventions):
+#   threads:   CPU threads of the job (OMP/MKL threads are set from it); 1 for the model jobs, so that on
+#              a 2-core machine two of them run side by side. Raise them with --set-threads train=4
+#              (profiles/slurm does).
+#   mem_mb:    a bound on the job's memory for the paper-size models; --resources mem_mb=N caps the sum
+#              of running jobs, --set-resources train:mem_mb=N changes one rule.
+#   gpu=1:     on the rules that can use a GPU (train, evaluate, variance, gradient_variance).
+#              `snakemake --cores 8 --resources gpu=2` runs at most two of them at once on a 2-GPU
+#              machine; without --resources gpu the count is not bounded (CPU runs). profiles/slurm
+#              turns it into a GPU request for each such job (profiles/slurm/README.md).
+#   benchmark: Snakemake's wall time, CPU time and peak memory of every job, one TSV per rule instance
+#              in results/<profile>/benchmarks/<rule>/.
 
 import os
 import re
@@ -104,6 +117,11 @@ rule download:
         reward=[directory(f"{R}/assets/reward")] if PLAN["reward_dir"] else [],
     log:
         f"{R}/logs/download.log",
+    benchmark:
+        f"{R}/benchmarks/download.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
     shell:
         lmkl("download")
 
@@ -117,7 +135,11 @@ if PLAN["pretrain"]:
             directory(f"{R}/assets/policy"),
         log:
             f"{R}/logs/pretrain.log",
+        benchmark:
+            f"{R}/benchmarks/pretrain.tsv"
         threads: 2
+        resources:
+            mem_mb=2000,
         shell:
             lmkl("pretrain")
 
@@ -138,6 +160,12 @@ rule train:
         **RUN_PARAMS,
     log:
         f"{R}/logs/train/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=1,
     shell:
         lmkl("train", *RUN_ARGS)
 
@@ -153,6 +181,12 @@ rule evaluate:
         **RUN_PARAMS,
     log:
         f"{R}/logs/evaluate/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     shell:
         lmkl("evaluate", *RUN_ARGS)
 
@@ -168,6 +202,12 @@ rule variance:
         truth=f"{R}/variance/{{run}}/truth.csv",
     log:
         f"{R}/logs/variance/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/variance/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        gpu=1,
     shell:
         lmkl("variance", "target={wildcards.run}")
 
@@ -177,6 +217,11 @@ rule variance_exact:
         f"{R}/variance/exact/oracle.csv",
     log:
         f"{R}/logs/variance/exact.log",
+    benchmark:
+        f"{R}/benchmarks/variance/exact.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
     shell:
         lmkl("variance", "target=exact")
 
@@ -197,6 +242,12 @@ rule gradient_variance:
         summary=f"{R}/gradient_variance/{{point}}/summary.csv",
     log:
         f"{R}/logs/gradient_variance/{{point}}.log",
+    benchmark:
+        f"{R}/benchmarks/gradient_variance/{{point}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        gpu=1,
     wildcard_constraints:
         point="reference|" + "|".join(RUNS),
     shell:
@@ -208,6 +259,11 @@ rule gradient_variance_exact:
         f"{R}/gradient_variance/exact/oracle.csv",
     log:
         f"{R}/logs/gradient_variance/exact.log",
+    benchmark:
+        f"{R}/benchmarks/gradient_variance/exact.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
     shell:
         lmkl("gradient_variance", "target=exact")
 
@@ -225,6 +281,11 @@ rule aggregate:
         expand(f"{R}/tables/{{table}}", table=TABLES),
     log:
         f"{R}/logs/aggregate.log",
+    benchmark:
+        f"{R}/benchmarks/aggregate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
     shell:
         lmkl("aggregate")
 
@@ -238,5 +299,10 @@ rule figures:
         f"{F}/variance_table.md",
     log:
         f"{R}/logs/figures.log",
+    benchmark:
+        f"{R}/benchmarks/figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
     shell:
         lmkl("figures")

@@ -107,3 +107,26 @@ def test_snakefile_refuses_a_bad_override_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr  # Snakemake prints workflow errors on stdout
     assert "variance.repetitions" in out and "nothing was run" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_snakefile_rules_declare_threads_resources_and_benchmarks(tmp_path):
+    """The GPU rules (and only they) declare gpu=1, every job has mem_mb and a benchmark file under
+    results/<profile>/benchmarks/ (what --resources gpu=N and profiles/slurm rely on)."""
+    proc = _dry_run(tmp_path, "profile=tiny", "seeds=[0]", "betas=[0.1]", "estimators=[rb]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {}  # rule -> {field: value} of its last job in the dry run
+    for block in proc.stdout.split("\nrule ")[1:]:
+        name, _, body = block.partition(":\n")
+        jobs[name] = dict(line.strip().split(": ", 1) for line in body.splitlines()
+                          if line.startswith("    ") and ": " in line)
+    gpu_rules = {"train", "evaluate", "variance", "gradient_variance"}
+    assert gpu_rules < set(jobs) and {"download", "pretrain", "aggregate", "figures"} < set(jobs)
+    for rule, fields in jobs.items():
+        if rule == "all":
+            continue
+        resources = dict(r.split("=", 1) for r in fields["resources"].split(", "))
+        assert ("gpu" in resources) == (rule in gpu_rules), (rule, resources)
+        assert int(resources["mem_mb"]) >= 1000, (rule, resources)
+        assert fields["benchmark"].startswith("results/tiny/benchmarks/") and fields["benchmark"].endswith(".tsv")
+    assert jobs["train"]["benchmark"] == "results/tiny/benchmarks/train/rb_beta0.1_seed0.tsv"
+    assert "gpu=1" in jobs["train"]["resources"].split(", ")

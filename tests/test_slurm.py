@@ -185,6 +185,11 @@ STAGE_OVERRIDES = {
 }
 
 
+RULES = ("download", "pretrain", "train", "evaluate", "variance", "variance_exact", "gradient_variance",
+         "gradient_variance_exact", "aggregate", "figures")
+GPU_RULES = ("train", "evaluate", "variance", "gradient_variance")
+
+
 def snakemake_slurm_command(workdir: Path, extra_config: dict, targets: list[str]) -> list[str]:
     config = {**MICRO, "overrides": MICRO_OVERRIDES, **extra_config}
     return [
@@ -194,7 +199,8 @@ def snakemake_slurm_command(workdir: Path, extra_config: dict, targets: list[str
         "--slurm-status-command", "squeue", "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
         "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=30", "cpus_per_task=1",
-        "--set-resources", *(f"{r}:gpu=0" for r in ("train", "evaluate", "variance", "gradient_variance")),
+        # the rules' own mem_mb (sized for the paper's models) and gpu=1 do not fit a small CI node
+        "--set-resources", *(f"{r}:gpu=0" for r in GPU_RULES), *(f"{r}:mem_mb=1000" for r in RULES),
         "--set-threads", *(f"{r}=1" for r in ("train", "evaluate", "variance", "gradient_variance", "pretrain")),
         "--latency-wait", "5", "--jobs", "4",
         "--config", *(f"{k}={json.dumps(v)}" for k, v in config.items()),  # last: it takes every word after it
@@ -226,5 +232,9 @@ def test_micro_pipeline_through_slurm(slurm_cluster, tmp_path):
     assert ce.loc["mc", "var"] == pytest.approx(3.316, abs=1e-3) and ce.loc["rb", "var"] == pytest.approx(5.070, abs=1e-3)
     for rule_log in ("download.log", "train/rb_beta0.1_seed0.log", "variance/rb_beta0.1_seed0.log", "figures.log"):
         assert (results / "logs" / rule_log).is_file()
+    for bench in ("download.tsv", "train/rb_beta0.1_seed0.tsv", "gradient_variance/reference.tsv", "figures.tsv"):
+        # Snakemake's benchmark of the job (measured inside the SLURM job): header + one row with its seconds
+        table = pd.read_csv(results / "benchmarks" / bench, sep="\t")
+        assert len(table) == 1 and table["s"].iloc[0] > 0
     queue = subprocess.run(["squeue", "-h"], env=slurm_cluster, capture_output=True, text=True, check=True)
     assert queue.stdout.strip() == ""  # nothing left running
