@@ -2,7 +2,8 @@
 
     stats = token_stats(logits_p, logits_q, tokens, mask)   # KL(p‖q), y ~ p
     values = estimate(stats, "rb")                          # [B]; their mean is the estimate
-    summ = summarize(values)                                # Estimate(mean, stderr, ci, n, frac_negative)
+    summ = summarize(values)                                # Estimate(mean, stderr, ci, n, frac_negative, interval)
+    summ = summarize_estimator(stats, "rb_cv", interval="skew")  # jackknife stderr for cross-fitted values
     loss = kl_surrogate(logits_p, logits_q, tokens, mask, form="rb_causal")  # [B]
 
 Pure tensor math (torch only): this package never imports transformers or any other lmkl layer.
@@ -11,7 +12,7 @@ Pure tensor math (torch only): this package never imports transformers or any ot
 from lmkl.kl.backends.fused_linear import token_stats_from_hidden
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
 from lmkl.kl.stats import TokenStats, concat_stats
-from lmkl.kl.summary import Estimate, pool_over_prompts, summarize
+from lmkl.kl.summary import INTERVALS, Estimate, pool_over_prompts, summarize, summarize_estimator
 from lmkl.kl.surrogates import (
     SURROGATE_FORMS,
     UNBIASED_FORMS,
@@ -24,6 +25,7 @@ from lmkl.kl.token_stats import token_stats
 __all__ = [
     "CROSSFITTED",
     "ESTIMATORS",
+    "INTERVALS",
     "SURROGATE_FORMS",
     "UNBIASED",
     "UNBIASED_FORMS",
@@ -34,6 +36,7 @@ __all__ = [
     "kl_surrogate",
     "pool_over_prompts",
     "summarize",
+    "summarize_estimator",
     "surrogate_from_stats",
     "surrogate_terms",
     "token_stats",

@@ -89,20 +89,21 @@ def coefficient_from_sums(sums: torch.Tensor, bounds: tuple[float, float]) -> to
     −Cxz/Czz of the pooled within-group moments, 0 below MIN_FIT_SAMPLES or when undefined, shrunk by
     its sampling variance and clipped to `bounds`.
     """
-    n = sums[..., _N]
+    n, sx, sz, sxx, sxz, szz = sums.movedim(-1, 0).contiguous()  # each [..., G], contiguous
     safe = n.clamp(min=1)
-    cxz = (sums[..., _SXZ] - sums[..., _SX] * sums[..., _SZ] / safe).sum(-1)  # pooled within-group
-    czz = (sums[..., _SZZ] - sums[..., _SZ] ** 2 / safe).sum(-1)
-    cxx = (sums[..., _SXX] - sums[..., _SX] ** 2 / safe).sum(-1)
-    m = n.sum(-1)  # fitting samples
-    dof = m - (n > 0).sum(-1) - 1  # one mean per non-empty group and the slope
+    pooled = (lambda v: v.squeeze(-1)) if sums.shape[-2] == 1 else (lambda v: v.sum(-1))  # noqa: E731
+    cxz = pooled(sxz - sx * sz / safe)  # pooled within-group moments
+    czz = pooled(szz - sz * sz / safe)
+    cxx = pooled(sxx - sx * sx / safe)
+    m = pooled(n)  # fitting samples
+    dof = m - pooled((n > 0).to(n.dtype)) - 1  # one mean per non-empty group and the slope
     c_hat = -cxz / czz
     # Residual variance of x regressed on z, then the slope's variance.
     se2 = (cxx - cxz * cxz / czz).clamp(min=0) / dof.clamp(min=1) / czz
     shrunk = c_hat * (1 - se2 / (c_hat * c_hat)).clamp(min=0)
     # czz is a difference of raw moments: when every fitting z is the same it is rounding residue
     # (of order eps·Σz²), not 0; such a fit is refused. Σz² is the fitting samples' own.
-    tiny = 64 * torch.finfo(czz.dtype).eps * sums[..., _SZZ].sum(-1)
+    tiny = 64 * torch.finfo(czz.dtype).eps * pooled(szz)
     ok = (m >= MIN_FIT_SAMPLES) & (dof >= 1) & (czz > tiny) & torch.isfinite(shrunk)
     return torch.where(ok, shrunk, torch.zeros_like(shrunk)).clamp(*bounds)
 
@@ -156,16 +157,20 @@ def jackknife_means(
     if K < 2:
         raise ValueError("jackknife: needs at least 2 folds (2 samples)")
     sums = _cell_sums(x, z, group * K + fold, G * K).unflatten(-2, (G, K))  # [..., G, K, 6]
-    total = sums.sum(-2, keepdim=True)  # [..., G, 1, 6]
+    total = sums.sum(-2).unsqueeze(-3)  # [..., 1, G, 6]
     per_fold = sums.transpose(-3, -2)  # [..., K, G, 6]
-    # Fitting sums for (deleted d, target j): [..., K_d, K_j, G, 6].
-    fit = total.transpose(-3, -2).unsqueeze(-4) - per_fold.unsqueeze(-3) - per_fold.unsqueeze(-4)
-    coef = coefficient_from_sums(fit, bounds)  # [..., K_d, K_j]
     fold_x = per_fold[..., _SX].sum(-1)  # [..., K] Σx per fold
     fold_z = per_fold[..., _SZ].sum(-1)
     sizes = per_fold[..., _N].sum(-1)  # [..., K]
-    contrib = fold_x.unsqueeze(-2) + coef * fold_z.unsqueeze(-2)  # [..., K_d, K_j]
     keep = ~torch.eye(K, dtype=torch.bool, device=x.device)
-    num = torch.where(keep, contrib, torch.zeros_like(contrib)).sum(-1)
+    num = []
+    step = max(1, (1 << 22) // (K * G * 6 * max(1, x[..., 0].numel())))  # deleted folds per chunk: bounded memory
+    for d0 in range(0, K, step):
+        d = slice(d0, min(K, d0 + step))
+        # Fitting sums for (deleted d, target j): [..., D, K_j, G, 6].
+        fit = total.unsqueeze(-4) - per_fold.unsqueeze(-4) - per_fold[..., d, :, :].unsqueeze(-3)
+        coef = coefficient_from_sums(fit, bounds)  # [..., D, K_j]
+        contrib = fold_x.unsqueeze(-2) + coef * fold_z.unsqueeze(-2)  # [..., D, K_j]
+        num.append(torch.where(keep[d], contrib, torch.zeros_like(contrib)).sum(-1))
     den = sizes.sum(-1, keepdim=True) - sizes
-    return num / den, torch.bincount(fold, minlength=K)
+    return torch.cat(num, dim=-1) / den, torch.bincount(fold, minlength=K)
