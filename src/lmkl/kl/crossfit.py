@@ -91,7 +91,7 @@ def coefficient_from_sums(sums: torch.Tensor, bounds: tuple[float, float]) -> to
     """
     n, sx, sz, sxx, sxz, szz = sums.movedim(-1, 0).contiguous()  # each [..., G], contiguous
     safe = n.clamp(min=1)
-    pooled = (lambda v: v.squeeze(-1)) if sums.shape[-2] == 1 else (lambda v: v.sum(-1))  # noqa: E731
+    pooled = (lambda v: v.squeeze(-1)) if sums.shape[-2] == 1 else (lambda v: v.sum(-1))
     cxz = pooled(sxz - sx * sz / safe)  # pooled within-group moments
     czz = pooled(szz - sz * sz / safe)
     cxx = pooled(sxx - sx * sx / safe)
