@@ -176,3 +176,13 @@ def test_variance_target_at_M_64_on_random_toys(seed, estimator):
     measured value; an unshrunk fit at M = 16 on toy 2 was 8× (the failure this guards)."""
     p, q = random_tabular_pair(seed)
     assert _simulated_ratio(p, q, estimator, 64, 6000, seed=10 + seed) <= 1.10
+
+
+def test_groups_of_one_sample_are_centred_together():
+    """One response per prompt: leave-one-prompt-out is leave-one-out over the pooled pairs."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(50, generator=g, dtype=torch.float64)
+    z = torch.randn(50, generator=g, dtype=torch.float64) + 0.5 * x
+    c = cf.crossfit_coefficients(x, z, groups=torch.arange(50) * 3)
+    torch.testing.assert_close(c, cf.crossfit_coefficients(x, z), rtol=0, atol=1e-14)
+    assert bool((c != 0).all())

@@ -28,7 +28,8 @@ POOLING_HELP = (
     "(1/P) Σ_i KL(p(·|x_i) ‖ q(·|x_i)) with the P prompts taken as fixed; its standard error is "
     "sqrt(Σ_i se_i²)/P from the per-prompt standard errors se_i. With τ ≠ 1 both models are tempered "
     "by τ; responses cut at --max-new-tokens count their first T tokens only (the KL between the "
-    "length-capped processes)."
+    "length-capped processes). rb_cv and cv_opt fit each prompt's coefficient on the other prompts' "
+    "samples (exactly unbiased); with fewer than 32 such samples they are rb and mc."
 )
 
 

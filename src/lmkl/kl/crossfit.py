@@ -11,8 +11,8 @@ prompt index of each sequence): the folds are sets of whole groups, group g (num
 order) in fold g mod K (K = number of groups: leave-one-group-out). Samples of different groups are
 independent, so the estimate stays exactly unbiased although they are not identically distributed;
 the fit pools the within-group moments, c = −Σ_g Cov_g(X, Z) / Σ_g Var_g(Z) (each group centred on its
-own means), the coefficient minimizing the variance of the mean over groups. 8 prompts × 4 samples
-then fit each prompt's coefficient on 28 samples instead of 3.
+own means; groups of one sample centred together), the coefficient minimizing the variance of the
+mean over groups. 16 prompts × 4 samples then fit each prompt's coefficient on 60 samples instead of 3.
 
 Safeguards (the trade-off: a little variance left on the table when the fit would have helped,
 against a fit that is noise). Measured in `benchmarks/crossfit_variance.py`:
@@ -53,7 +53,7 @@ _N, _SX, _SZ, _SXX, _SXZ, _SZZ = range(6)
 def fold_assignment(
     n: int, folds: int | None, groups: torch.Tensor | None, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, int, torch.Tensor, int]:
-    """(fold [n], K, group [n], G): the fold and the group (0..G−1) of every sample (see module doc)."""
+    """(fold [n], K, group [n], G): every sample's fold, and its centring group (0..G−1; see module doc)."""
     if folds is not None and (isinstance(folds, bool) or int(folds) != folds or int(folds) < 2):
         raise ValueError(f"folds: expected an integer ≥ 2 (or None for leave-one-out), got {folds!r}")
     if groups is None:
@@ -65,11 +65,17 @@ def fold_assignment(
                 f"groups: expected an integer tensor of shape [{n}] (one group id per sequence), "
                 f"got {groups.dtype} of shape {tuple(groups.shape)}"
             )
-        _, group = torch.unique(groups, return_inverse=True)  # 0..G−1 in sorted order of the ids
+        _, group, size = torch.unique(groups, return_inverse=True, return_counts=True)  # 0..G−1, sorted ids
         G = int(group.max()) + 1 if n else 1
     if G >= 2:  # folds of whole groups
         K = G if folds is None else min(int(folds), G)
-        return group % K, K, group, G
+        fold = group % K
+        # Centring groups: a group of one sequence has no within-group spread, so those are centred
+        # together (one response per prompt: the pairs are i.i.d. draws over prompts).
+        single = size[group] == 1
+        centre = torch.where(single, torch.zeros_like(group), group + 1)
+        _, centre = torch.unique(centre, return_inverse=True)
+        return fold, K, centre, int(centre.max()) + 1
     K = max(1, n if folds is None else min(int(folds), n))  # n = 1: one fold, nothing to fit on
     return torch.arange(n, device=device) % K, K, group, G
 

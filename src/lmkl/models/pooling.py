@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lmkl.kl import Estimate, TokenStats, estimate, pool_over_prompts, summarize
+from lmkl.kl import Estimate, TokenStats, estimate, pool_over_prompts, summarize, summarize_estimator
 
 __all__ = ["estimate_per_prompt", "pool_over_prompts"]
 
@@ -23,14 +23,20 @@ def estimate_per_prompt(
 ) -> list[dict[str, Estimate]]:
     """For each prompt i, every estimator's Estimate from the sequences with prompt_index == i.
 
-    Cross-fitted estimators fit their coefficient within the prompt (the samples of one prompt are
-    i.i.d.; across prompts they are not identically distributed).
+    Cross-fitted estimators fit prompt i's coefficient on the other prompts' sequences
+    (`estimate(..., groups=prompt_index)`): exactly unbiased for each prompt's KL, and given the other
+    prompts prompt i's values are i.i.d., so its Estimate is `summarize` of them. With one prompt the
+    fit is within it (leave-one-out) and the standard error the jackknife of `summarize_estimator`.
     """
+    groups = prompt_index.to(stats.mask.device)
+    values = {name: estimate(stats, name, groups=groups) for name in estimators}
     out = []
     for i in range(n_prompts):
         rows = (prompt_index == i).nonzero().flatten()
         if rows.numel() == 0:
             raise ValueError(f"prompt {i}: no sampled sequence")
-        sub = TokenStats(*(f[rows] for f in stats))
-        out.append({name: summarize(estimate(sub, name)) for name in estimators})
+        if n_prompts == 1:
+            out.append({name: summarize_estimator(stats, name) for name in estimators})
+        else:
+            out.append({name: summarize(values[name][rows]) for name in estimators})
     return out

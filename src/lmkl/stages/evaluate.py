@@ -12,7 +12,9 @@ Writes eval.json in the run folder (atomically):
 
 The standard errors treat the n (prompt, response) pairs as i.i.d. draws (exact with n_per_prompt = 1:
 the prompts are a random held-out sample); the KL is the prompt-averaged KL of the response process
-capped at max_new_tokens.
+capped at max_new_tokens. The cross-fitted estimators (rb_cv, cv_opt) fit each prompt's coefficient on
+the other prompts' sequences (`estimate(..., groups=prompt)`, exactly unbiased) and take their standard
+error from the delete-a-prompt jackknife (`lmkl.kl.summarize_estimator`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def evaluate(cfg: RunConfig) -> Path:
     import torch
 
     from lmkl.atomic import atomic_write_json
-    from lmkl.kl import estimate, summarize
+    from lmkl.kl import TokenStats, concat_stats, summarize, summarize_estimator
     from lmkl.models import ModelPair, sample, score_rollout
     from lmkl.rewards import make_reward
 
@@ -72,8 +74,7 @@ def evaluate(cfg: RunConfig) -> Path:
         raise StageError(str(e)) from e
     gen = torch.Generator(device=device).manual_seed(ev.seed)  # the same seed for every run: paired samples
 
-    values: dict[str, list[torch.Tensor]] = {e: [] for e in ev.estimators}
-    scores, lengths = [], []
+    parts, prompt_index, scores, lengths = [], [], [], []
     chunk = max(1, ev.batch_size // ev.n_per_prompt)  # prompts per sampling call
     with torch.no_grad():
         for start in range(0, len(prompts), chunk):
@@ -81,12 +82,14 @@ def evaluate(cfg: RunConfig) -> Path:
             ro = sample(pair.p, pair.tokenizer, batch, n_per_prompt=ev.n_per_prompt, max_new_tokens=max_new,
                         temperature=ev.temperature, generator=gen, vocab_size=pair.vocab_size)
             stats = score_rollout(pair, ro, micro_batch=ev.batch_size)
-            for e in ev.estimators:
-                values[e].append(estimate(stats, e).cpu())
+            parts.append(TokenStats(*(f.cpu() for f in stats)))
+            prompt_index.append(start + ro.prompt_index.cpu())
             texts = [batch[int(i)] + t for i, t in zip(ro.prompt_index, ro.texts)]
             scores.append(torch.as_tensor(reward(texts), dtype=torch.float64).reshape(-1).cpu())
             lengths.append(ro.response_mask.sum(-1).double().cpu())
-    kl = {e: summarize(torch.cat(v)) for e, v in values.items()}
+    # Cross-fitted estimators fit their coefficient on the other prompts (groups), jackknife stderr.
+    stats, groups = concat_stats(parts), torch.cat(prompt_index)
+    kl = {e: summarize_estimator(stats, e, groups=groups) for e in ev.estimators}
     r = summarize(torch.cat(scores))
     out = {
         "reward": r.mean,

@@ -5,7 +5,9 @@ For one (policy p, reference q) pair and each prompt x:
   2. for every estimator, repetition r and sample size M, the estimate is the estimator's mean over
      the first M samples of repetition r's block (`lmkl.studies.slicing`) — all estimators and all
      M see the same samples; the cross-fitted estimators (cv_opt, rb_cv) are fitted within each
-     M-sample set only, as a user with M samples would;
+     M-sample set only, as a user with M samples of one prompt would — so below 32 fitting samples
+     (`lmkl.kl.crossfit.MIN_FIT_SAMPLES`) they are exactly mc and rb; fitting across prompts
+     (`estimate(..., groups=)`, as `lmkl estimate` and evaluate do) is not what this study measures;
   3. the ground truth is the rb estimate over G further samples (rb is unbiased; its standard error
      is reported with it).
 The estimate of estimator e from samples S is mean_{y∈S} e(y) — unbiased for KL(p(·|x) ‖ q(·|x))
