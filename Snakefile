@@ -1,8 +1,9 @@
 # The lmkl reproduction pipeline (design.md §3):
 #
 #   download → pretrain (tiny only) → train[estimator × beta × seed] → evaluate
-#            → variance[run] (+ exact) → gradient_variance[reference, run, exact] → aggregate → figures
+#            → variance[run] (+ exact) → gradient_variance[reference, run, exact] → aggregate → figures → report
 #
+#   snakemake --report figures/<profile>/report.html [--config profile=P]  # figures, captions, claims: one page (make report)
 #   snakemake --cores all                                        # the tiny profile (default), minutes on a CPU
 #   snakemake --cores all --config profile=paper 'seeds=[0,1,2]' 'betas=[0.05,0.1]'
 #   snakemake --profile profiles/slurm --config profile=paper     # on a SLURM cluster (profiles/slurm/README.md)
@@ -49,7 +50,7 @@ try:
     _first = [f"estimator={_run['estimator']}", f"beta={_run['beta']}", f"seed={_run['seed']}"]
     _examples = {
         "download": [], "pretrain": [], "train": _first, "evaluate": _first, "variance": [f"target={_run['name']}"],
-        "gradient_variance": ["target=reference"], "aggregate": [], "figures": [],
+        "gradient_variance": ["target=reference"], "aggregate": [], "figures": [], "report": [],
     }
     for _stage, _extra in _examples.items():
         if _stage != "pretrain" or PLAN["pretrain"]:
@@ -101,9 +102,26 @@ wildcard_constraints:
 localrules: all
 
 
+# `snakemake --report figures/<profile>/report.html`: every figure with its caption (written by the
+# report stage from the figures stage's <figure>.md, numbers included), the tables, and the claims.
+report: "report/workflow.rst"
+
+
+def figure_outputs():
+    """The figures, each in every format; the PNG of each is in the HTML report with its caption."""
+    out = []
+    for name in FIGURES:
+        for ext in FIGURE_EXTS:
+            path = f"{F}/{name}.{ext}"
+            out.append(report(path, caption=f"{F}/report/{name}.rst", category="Figures") if ext == "png" else path)
+    return out
+
+
 rule all:
     input:
         expand(f"{F}/{{name}}.{{ext}}", name=FIGURES, ext=FIGURE_EXTS),
+        f"{F}/claims.md",
+        f"{F}/claims.csv",
 
 
 rule download:
@@ -268,6 +286,14 @@ rule gradient_variance_exact:
         lmkl("gradient_variance", "target=exact")
 
 
+def table_output(table):
+    """An aggregate table; the small ones are in the HTML report with their caption (report/tables/*.rst)."""
+    path = f"{R}/tables/{table}"
+    if table in ("runs.csv", "pareto_share.csv", "gradient_variance.csv", "variance_summary.csv"):
+        return report(path, caption=f"report/tables/{table.removesuffix('.csv')}.rst", category="Tables")
+    return path
+
+
 rule aggregate:
     input:
         metrics=expand(f"{R}/train/{{run}}/metrics.csv", run=RUNS),
@@ -278,7 +304,7 @@ rule aggregate:
                          f=["summary.csv", "repetitions.parquet"]),
         gradients_exact=rules.gradient_variance_exact.output,
     output:
-        expand(f"{R}/tables/{{table}}", table=TABLES),
+        [table_output(t) for t in TABLES],
     log:
         f"{R}/logs/aggregate.log",
     benchmark:
@@ -294,8 +320,8 @@ rule figures:
     input:
         rules.aggregate.output,
     output:
-        expand(f"{F}/{{name}}.{{ext}}", name=FIGURES, ext=FIGURE_EXTS),
-        f"{F}/variance_table.csv",
+        figure_outputs(),
+        report(f"{F}/variance_table.csv", caption=f"{F}/report/variance.rst", category="Tables"),
         f"{F}/variance_table.md",
     log:
         f"{R}/logs/figures.log",
@@ -306,3 +332,17 @@ rule figures:
         mem_mb=2000,
     shell:
         lmkl("figures")
+
+
+rule report:
+    input:
+        rules.aggregate.output,
+        rules.figures.output,
+    output:
+        report(f"{F}/claims.csv", caption=f"{F}/report/claims.rst", category="Claims"),
+        md=f"{F}/claims.md",
+        captions=expand(f"{F}/report/{{name}}.rst", name=[*FIGURES, "claims"]),
+    log:
+        f"{R}/logs/report.log",
+    shell:
+        lmkl("report")

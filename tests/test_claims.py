@@ -195,3 +195,14 @@ def test_incomplete_variance_study_is_refused():
 
 def test_claim_ids_unique():
     assert len(CLAIMS_BY_ID) == len(CLAIMS)
+
+
+def test_claims_rst_is_valid_restructuredtext(decided):
+    # the caption of claims.csv in the Snakemake report: docutils must parse it without a warning
+    import docutils.core
+
+    from lmkl.studies.claims_report import claims_rst
+
+    text = claims_rst(list(decided["mixed"].values()), "Claims of profile tiny_x")
+    html = docutils.core.publish_string(text, writer="html", settings_overrides={"halt_level": 2, "report_level": 5})
+    assert b"k3_token" in html and html.count(b"inconclusive") >= 5

@@ -26,9 +26,9 @@ from pathlib import Path
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
 from lmkl.stages.pipeline_config import RunConfig
+from lmkl.stages.run_tracking import add_evaluation
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import (
-    log_summary,
     profile_paths,
     read_test_prompts,
     require,
@@ -111,7 +111,8 @@ def evaluate(cfg: RunConfig) -> Path:
     flat = {"eval/reward": r.mean, "eval/reward_stderr": r.stderr, "eval/n": r.n}
     flat.update({f"eval/kl_{e}": s.mean for e, s in kl.items()})
     flat.update({f"eval/kl_{e}_stderr": s.stderr for e, s in kl.items()})
-    log_summary(cfg, paths, name=f"{cfg.profile.name}/{run_dir.name}", job_type="evaluate", summary=flat)
+    flat.update({f"eval/kl_{e}_frac_negative": s.frac_negative for e, s in kl.items()})
+    add_evaluation(cfg, run_dir, flat)  # into the training run's own W&B summary
     log.info("%s: reward %.4f ± %.2g, KL rb %s, mc %s → %s", run_dir.name, r.mean, r.stderr,
              kl.get("rb", "-"), kl.get("mc", "-"), path)
     return path

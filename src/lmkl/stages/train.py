@@ -14,13 +14,12 @@ continues; any other change is refused unless train.overwrite=true.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.paths import run_name
 from lmkl.stages.pipeline_config import RunConfig
+from lmkl.stages.run_tracking import start_training_run
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import profile_paths, require, require_assets, resolve_device
 
@@ -70,26 +69,6 @@ def load_inputs(cfg: RunConfig, device: str):
     return pair, reward, prompts
 
 
-def start_tracking(cfg: RunConfig, run_dir: Path):
-    """A W&B run resumed across invocations (its id is kept in run_dir/wandb_id.txt); None if disabled."""
-    if not cfg.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
-        return None
-    from lmkl.atomic import atomic_write_text
-    from lmkl.tracking import start_run
-
-    id_file = run_dir / "wandb_id.txt"
-    resume_id = id_file.read_text().strip() if id_file.is_file() else None
-    name = run_name(cfg.estimator, cfg.beta, cfg.seed)
-    run = start_run(
-        project=cfg.wandb.project, name=f"{cfg.profile.name}/{name}", group=f"{cfg.profile.name}-train",
-        job_type="train", config=to_dict(cfg), dir=run_dir, tags=[cfg.estimator, cfg.train.gradient],
-        resume_id=resume_id,
-    )
-    if resume_id is None:
-        atomic_write_text(id_file, run.id)
-    return run
-
-
 def train(cfg: RunConfig) -> Path:
     from lmkl.rloo import RLOOTrainer, RunConfigMismatch, TrainingDiverged, check_run_dir, fit
 
@@ -107,7 +86,7 @@ def train(cfg: RunConfig) -> Path:
         trainer = RLOOTrainer(pair, reward, prompts, rc)
     except ValueError as e:
         raise StageError(str(e)) from e
-    wb = start_tracking(cfg, run_dir)
+    wb = start_training_run(cfg, run_dir)
 
     def on_step(row: dict) -> None:
         log.info(

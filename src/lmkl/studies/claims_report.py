@@ -339,6 +339,26 @@ def claims_markdown(results: list[ClaimResult], title: str, preamble: str = "") 
     return "\n".join(lines)
 
 
+def rst_escape(text: str) -> str:
+    """Text as literal reStructuredText inline content (markup characters backslash-escaped)."""
+    out = str(text).replace("\\", "\\\\")
+    for ch in "*`|_[]<>":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("{{", "{ {").replace("{%", "{ %")  # Snakemake renders captions through Jinja2 too
+
+
+def claims_rst(results: list[ClaimResult], title: str) -> str:
+    """The verdict table as reStructuredText (the caption of claims.csv in the Snakemake report)."""
+    lines = [f"**{rst_escape(title)}**", "", ".. list-table::", "   :header-rows: 1", "",
+             "   * - claim", "     - statistic", "     - 95 % interval", "     - paper", "     - verdict"]
+    for r in results:
+        ci = "exact" if r.claim.resampled.startswith("exact") else f"[{_num(r.ci_low)}, {_num(r.ci_high)}]"
+        lines += [f"   * - **{r.claim.id}** {rst_escape(r.claim.text)}", f"     - {_num(r.value)}", f"     - {ci}",
+                  f"     - {rst_escape(r.claim.paper or '–')}", f"     - **{r.verdict}**"]
+    lines += ["", "Each claim's statistic, rule and detail: the columns of this table, and claims.md.", ""]
+    return "\n".join(lines)
+
+
 def write_claims(results: list[ClaimResult], figures_dir: str | Path, *, title: str, preamble: str = "") -> tuple[Path, Path]:
     """Write figures_dir/claims.md and claims.csv (each atomically); returns their paths."""
     from lmkl.atomic import atomic_write_text
