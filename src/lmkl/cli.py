@@ -24,6 +24,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "gradient_variance": ("lmkl.stages.gradient_variance", "variance of the ∇KL estimate of every surrogate form"),
     "aggregate": ("lmkl.stages.aggregate", "tidy tables of a profile's runs and studies"),
     "figures": ("lmkl.stages.figures", "the paper's figures (and ours) from the tables"),
+    "report": ("lmkl.stages.report", "each claim of the paper decided with a 95 % interval → figures/P/claims.md"),
 }
 
 TOOLS: dict[str, tuple[str, str]] = {

@@ -33,7 +33,7 @@ CONFIG_KEYS: dict[str, str] = {
     "prompts": "variance.prompts",
 }
 # stages whose configs compose the profile; `<stage>_overrides` in --config adds Hydra overrides to one
-PIPELINE_STAGES = ("download", "pretrain", "train", "evaluate", "variance", "gradient_variance", "aggregate", "figures")
+PIPELINE_STAGES = ("download", "pretrain", "train", "evaluate", "variance", "gradient_variance", "aggregate", "figures", "report")
 
 def _hydra_value(v: Any) -> str:
     """A Python value as Hydra override text (JSON is a subset of Hydra's grammar for these types)."""
@@ -44,7 +44,7 @@ def _hydra_value(v: Any) -> str:
     return json.dumps(v)
 
 
-STUDY_STAGES = ("variance", "gradient_variance", "aggregate", "figures")
+STUDY_STAGES = ("variance", "gradient_variance", "aggregate", "figures", "report")
 
 
 def snakemake_overrides(config: dict[str, Any]) -> dict[str, list[str]]:

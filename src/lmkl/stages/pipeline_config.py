@@ -27,6 +27,7 @@ from lmkl.stages.schema import (
     ModelSection,
     PretrainSection,
     ProfileSection,
+    ReportSection,
     RewardSection,
     RunSection,
     SweepSection,
@@ -97,6 +98,11 @@ class GradientVarianceConfig(PipelineConfig):
         check_study_target(self.target, ("reference", "exact"))
 
 
+@dataclass
+class ReportConfig(PipelineConfig):
+    report: ReportSection = field(default_factory=ReportSection)
+
+
 # stage (its primary config conf/<stage>.yaml) -> schema; `sweep` is the pipeline plan's config
 SCHEMAS: dict[str, type] = {
     "download": DownloadConfig,
@@ -107,6 +113,7 @@ SCHEMAS: dict[str, type] = {
     "gradient_variance": GradientVarianceConfig,
     "aggregate": PipelineConfig,
     "figures": PipelineConfig,
+    "report": ReportConfig,
     "sweep": PipelineConfig,
 }
 

@@ -16,7 +16,9 @@ import logging
 import os
 
 from lmkl.atomic import atomic_write_text
+from lmkl.stages import runner
 from lmkl.stages.config import to_dict
+from lmkl.stages.pipeline_config import ReportConfig
 from lmkl.stages.runner import StageError
 from lmkl.stages.study_io import profile_paths
 
@@ -33,7 +35,7 @@ def caption_rst(markdown: str) -> str:
     return "\n".join(rst_escape(ln) for ln in lines).strip() + "\n"
 
 
-def preamble(cfg, tables) -> str:
+def preamble(cfg: ReportConfig, tables) -> str:
     runs = tables["runs.csv"]
     return (
         f"Profile `{cfg.profile.name}`: {cfg.profile.description or ''} — {len(runs)} training runs "
@@ -45,7 +47,7 @@ def preamble(cfg, tables) -> str:
     )
 
 
-def body(cfg) -> None:
+def body(cfg: ReportConfig) -> None:
     from lmkl.studies.claims_report import (
         claims_frame,
         claims_rst,
@@ -84,3 +86,7 @@ def body(cfg) -> None:
         summary |= {f"claims/{r.claim.id}/{k}": getattr(r, k) for r in results for k in ("value", "ci_low", "ci_high")}
         log_report(project=cfg.wandb.project, profile=cfg.profile.name, dir=paths.root / "wandb", images=images,
                    table_name="claims", table=claims_frame(results), summary=summary, config=to_dict(cfg))
+
+
+def main(overrides: list[str]) -> int:
+    return runner.run("report", overrides, ReportConfig, body)

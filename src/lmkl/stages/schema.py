@@ -255,6 +255,18 @@ class FiguresSection:
             raise config_error("figures.dpi", "≥ 30", self.dpi)
 
 
+@dataclass
+class ReportSection:
+    """The claims report (lmkl report): bootstrap of the claims' 95 % intervals (lmkl.studies.claims_report)."""
+
+    n_boot: int = option(2000, "bootstrap resamples per claim (percentile intervals; ≥ 100)")
+    seed: int = option(0, "seed of numpy's generator that draws the resamples")
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 100:
+            raise config_error("report.n_boot", "≥ 100 resamples for a 95 % percentile interval", self.n_boot)
+
+
 # --- training and evaluation of one run (conf/train.yaml, conf/evaluate.yaml) --------------------
 # Profiles set these sections too. The run itself is the top-level estimator/beta/seed (RunSection).
 
