@@ -136,7 +136,7 @@ class ChunkedRowStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits_p, logits_q, tokens, fwd: ChunkForward, bwd: ChunkBackward, rows: int, index=None,
-                parallel: bool = True):  # fmt: skip
+                schedule: str = "pool"):  # fmt: skip
         N = logits_p.shape[0] if index is None else index.shape[0]  # rows that count
         dtype = accumulation_dtype(logits_p)
         out = logits_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
@@ -146,9 +146,9 @@ class ChunkedRowStats(torch.autograd.Function):
             zp, zq, tok = _chunk(logits_p, logits_q, tokens, sl, index)
             out[:, sl] = torch.stack(fwd(zp.to(dtype), zq.to(dtype), tok))
 
-        _run(chunk, -(-N // rows), parallel)
+        _run(chunk, -(-N // rows), schedule)
         ctx.save_for_backward(logits_p, logits_q, tokens, out[2], index)
-        ctx.bwd, ctx.rows, ctx.parallel = bwd, rows, parallel
+        ctx.bwd, ctx.rows, ctx.schedule = bwd, rows, schedule
         return out[0], out[1], out[2]
 
     @staticmethod
@@ -177,17 +177,23 @@ class ChunkedRowStats(torch.autograd.Function):
                 else:
                     grad.index_copy_(0, index[sl], dz.to(grad.dtype))
 
-        _run(chunk, -(-N // rows), ctx.parallel)
+        _run(chunk, -(-N // rows), ctx.schedule)
         return grad_p, grad_q, None, None, None, None, None, None
 
 
-def _run(chunk, chunks: int, parallel: bool) -> None:
-    """chunk(i) for every chunk: across single-threaded workers (chunk_pool), or in order here."""
-    if parallel:
-        run_chunks(chunk, chunks)
-    else:
+# How ChunkedRowStats runs its chunks: in order in the caller's thread ("inline", GPUs), across the
+# single-threaded workers of chunk_pool with a lone chunk run inline ("pool"), or always on the
+# workers ("workers": compiled bodies, which Inductor must generate for one thread).
+SCHEDULES = ("inline", "pool", "workers")
+
+
+def _run(chunk, chunks: int, schedule: str) -> None:
+    """chunk(i) for every chunk, as `schedule` says (see SCHEDULES)."""
+    if schedule == "inline":
         for i in range(chunks):
             chunk(i)
+    else:
+        run_chunks(chunk, chunks, inline_one=schedule == "pool")
 
 
 def _chunk(logits_p, logits_q, tokens, sl: slice, index):
@@ -202,9 +208,9 @@ def chunked_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.T
     """Backend function: (logp, logq, kl), each [N], from logits [N, V] and tokens [N]; or, with
     `rows` ([N] indices), from those rows of logits [R, V] read in place (see lmkl.kl.backends)."""
     per_chunk = rows_per_chunk(logits_p.shape[-1])
-    parallel = logits_p.device.type == "cpu"  # a GPU runs each chunk operation in parallel itself
+    schedule = "pool" if logits_p.device.type == "cpu" else "inline"  # a GPU parallelizes each operation
     return ChunkedRowStats.apply(
-        logits_p, logits_q, tokens, chunk_forward, chunk_backward, per_chunk, rows, parallel
+        logits_p, logits_q, tokens, chunk_forward, chunk_backward, per_chunk, rows, schedule
     )
 
 

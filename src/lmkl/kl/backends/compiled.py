@@ -3,6 +3,10 @@
 Inductor fuses each chunk body into a few loops over the vocabulary (max, sum of exponentials, the
 p-weighted log-ratio) with no [rows, V] temporary at all, so chunks can be larger than in eager mode.
 
+On CPU the chunks run on the single-threaded workers of `chunk_pool`, always (a lone chunk too), so
+the kernels are generated for one thread: no OpenMP region per chunk, whose barriers stall when other
+processes share the cores (benchmarks/README.md, busy rows).
+
 No recompilation across batch sizes or vocabularies: the bodies are compiled with `dynamic=True`,
 so rows and V are symbolic. Torch still specializes a dimension of size 1, so no chunk ever has one
 row: the chunk size is nudged up until the last chunk has two rows or more, and a single real
@@ -12,7 +16,9 @@ new (need_p, need_q) pair in the backward is one more compilation, each once per
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import torch
 
@@ -27,6 +33,11 @@ from lmkl.kl.backends.chunked import (
 # One chunk of float32 [rows, V] inputs; Inductor streams it, so the size only amortizes the call
 # overhead (measured flat from 2^20 to 2^23 elements on a 2-core Xeon).
 CHUNK_ELEMENTS = 1 << 21
+# On CPU the chunks run on chunk_pool's single-threaded workers, each a one-thread Inductor kernel:
+# smaller chunks keep both workers busy to the end when one is descheduled (N = 512, V = 50257 at
+# load 15: 360 ms this way against 561 ms for `chunked`; the 2-thread OpenMP kernels over 2^21-element
+# chunks in order took 1704 ms against 1221 ms at load 22).
+CPU_CHUNK_ELEMENTS = 1 << 18
 
 
 @functools.cache
@@ -38,10 +49,35 @@ def _compiled(fn):
         # Chunks are row slices (views) of the whole [N, V] logits. With duck sizing, the first call
         # of a single-chunk batch (rows = N) would guard on "chunk rows == base rows" and the first
         # batch of several chunks would recompile; without it, sizes stay independent symbols.
-        with torch.fx.experimental._config.patch(use_duck_shape=False):
+        with _no_duck_shapes():
             return compiled(*args)
 
     return call
+
+
+_duck_lock = threading.Lock()
+_duck_users = 0  # calls inside _no_duck_shapes now, on any thread
+_duck_saved = True
+
+
+@contextlib.contextmanager
+def _no_duck_shapes():
+    """use_duck_shape=False while any call is inside. The setting is process-wide and the chunks run
+    on several workers at once: a plain patch per call would let one worker restore it while
+    another compiles."""
+    global _duck_users, _duck_saved
+    cfg = torch.fx.experimental._config
+    with _duck_lock:
+        if _duck_users == 0:
+            _duck_saved, cfg.use_duck_shape = cfg.use_duck_shape, False
+        _duck_users += 1
+    try:
+        yield
+    finally:
+        with _duck_lock:
+            _duck_users -= 1
+            if _duck_users == 0:
+                cfg.use_duck_shape = _duck_saved
 
 
 def _unview(x: torch.Tensor) -> torch.Tensor:
@@ -79,9 +115,11 @@ def compiled_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.
     if N < 2:
         # A single real position (or none): eager mode, as a compiled graph would specialize size 1.
         return chunked_rows(logits_p, logits_q, tokens, rows)
-    per_chunk = rows_without_singleton(N, rows_per_chunk(V, CHUNK_ELEMENTS))
+    cpu = logits_p.device.type == "cpu"
+    per_chunk = rows_without_singleton(N, rows_per_chunk(V, CPU_CHUNK_ELEMENTS if cpu else CHUNK_ELEMENTS))
+    schedule = "workers" if cpu else "inline"
     return ChunkedRowStats.apply(
-        logits_p, logits_q, tokens, compiled_forward, compiled_backward, per_chunk, rows, False
+        logits_p, logits_q, tokens, compiled_forward, compiled_backward, per_chunk, rows, schedule
     )
 
 
