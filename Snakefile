@@ -344,5 +344,10 @@ rule report:
         captions=expand(f"{F}/report/{{name}}.rst", name=[*FIGURES, "claims"]),
     log:
         f"{R}/logs/report.log",
+    benchmark:
+        f"{R}/benchmarks/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
     shell:
         lmkl("report")
