@@ -107,7 +107,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "P3a", "paper", "Training with the RB KL penalty is more stable.",
         "mean over (β, seed) of log[roughness(rb run) / roughness(mc run)], roughness = std of the step-to-step "
-        "change of the training KL (rb estimate) over the second half of training",
+        "change of the training KL (rb estimate) over the second half of training, relative to its mean there",
         "seeds (runs paired by β and seed)", "<", 0.0,
     ),
     Claim(

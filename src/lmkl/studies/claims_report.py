@@ -141,11 +141,14 @@ def _log_ratio(a: float, b: float) -> float:
 
 
 def roughness(training: pd.DataFrame, column: str = "kl_rb") -> pd.Series:
-    """Per run: std of the step-to-step change of `column` over the second half of training."""
+    """Per run: std of the step-to-step change of `column` over the second half of training, divided by the
+    mean of `column` there (scale-free: a run held at a lower KL is not called stable for that alone)."""
     def one(d: pd.DataFrame) -> float:
         d = d.sort_values("step")
         half = d[d["step"] > d["step"].max() / 2][column].to_numpy(dtype=float)
-        return float(np.diff(half).std(ddof=1)) if half.size >= 3 else float("nan")
+        if half.size < 3 or not half.mean() > 0:
+            return float("nan")
+        return float(np.diff(half).std(ddof=1) / half.mean())
 
     return training.groupby("run")[["step", column]].apply(one)
 
