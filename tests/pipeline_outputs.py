@@ -65,10 +65,11 @@ def write_profile(root: Path, profile: str = "tiny") -> ProfilePaths:
                 summ.insert(0, "profile", profile)
                 summ.to_csv(v / "summary.csv", index=False)
     (paths.variance / "exact").mkdir(parents=True, exist_ok=True)
-    from lmkl.studies.oracle import gradient_oracle, toy_pairs, value_oracle
+    from lmkl.studies.oracle import crossfit_sweep, gradient_oracle, toy_pairs, value_oracle
 
     toys = toy_pairs(2)
-    pd.DataFrame(value_oracle(toys, ["mc", "rb", "k3", "rb_cv"], 2)).to_csv(paths.variance / "exact" / "oracle.csv", index=False)
+    rows = value_oracle(toys, ["mc", "rb", "k3", "rb_cv"], 2) + crossfit_sweep(toys, (2, 40), batches=300)
+    pd.DataFrame(rows).to_csv(paths.variance / "exact" / "oracle.csv", index=False)
     for point, scale in (("reference", 0.0), (grad_run, 1.0)):
         g = paths.gradient_variance / point
         g.mkdir(parents=True, exist_ok=True)

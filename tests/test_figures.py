@@ -69,6 +69,7 @@ def test_every_figure_in_png_and_pdf_with_a_caption_from_the_tables(made):
     assert f"{vt.loc[('rb', 4), 'std']:.3g}" in (f / "variance_table.md").read_text()
     oracle = (f / "oracle.md").read_text()
     assert "mc 3.316" in oracle and "rb 5.07" in oracle  # exact counterexample variances, computed
+    assert "Counterexample rb_cv/rb: M=2 1," in oracle  # the cross-fitted sweep (third panel): rb below 32 samples
 
 
 def test_figures_refuse_missing_tables(tmp_path, capsys):

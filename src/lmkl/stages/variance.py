@@ -7,7 +7,9 @@ reference results/P/assets/policy, on the first `variance.prompts` held-out prom
   truth.csv          per prompt: ground-truth rb estimate over ground_truth_samples samples, stderr
   summary.csv        per estimator and M: std, frac_negative, max_abs, bias (± bias_stderr, bias_z), rmse
 target=exact: exact bias and per-sample variance of every estimator on lmkl.exact toys, the
-two-step counterexample included (`lmkl.studies.oracle`) → results/P/variance/exact/oracle.csv.
+two-step counterexample included (`lmkl.studies.oracle`, rows study=oracle), and M·Var of the
+cross-fitted estimators against their bases for M = 2 … 128 (rows study=crossfit_sweep)
+→ results/P/variance/exact/oracle.csv.
 The folder appears complete or not at all (atomic_dir).
 """
 
@@ -29,11 +31,14 @@ log = logging.getLogger("lmkl")
 def run_exact(cfg: VarianceConfig) -> None:
     import pandas as pd
 
-    from lmkl.studies.oracle import toy_pairs, value_oracle
+    from lmkl.studies.oracle import crossfit_sweep, toy_pairs, value_oracle
 
     v = cfg.variance
     paths = profile_paths(cfg)
-    rows = value_oracle(toy_pairs(v.oracle_toys, seed=v.seed), v.estimators, v.oracle_crossfit_m)
+    toys = toy_pairs(v.oracle_toys, seed=v.seed)
+    rows = value_oracle(toys, v.estimators, v.oracle_crossfit_m)
+    if any(e in ("cv_opt", "rb_cv") for e in v.estimators):
+        rows += crossfit_sweep(toys, seed=v.seed)
     df = pd.DataFrame(rows)
     df.insert(0, "profile", cfg.profile.name)
     with atomic_dir(paths.variance / "exact") as out:
