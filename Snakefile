@@ -9,7 +9,7 @@
 #   snakemake --profile profiles/slurm --config profile=paper     # on a SLURM cluster (profiles/slurm/README.md)
 #
 # One source of truth: the sweep lists and study sizes come from the Hydra profile (conf/profile/<P>.yaml),
-# composed and validated by lmkl.stages.config_cmd.plan while this file is parsed, so a bad profile or
+# composed and validated by lmkl.stages.plan.plan while this file is parsed, so a bad profile or
 # override is refused before any job starts. --config keys: profile, estimators, betas, seeds,
 # sample_sizes, repetitions, prompts (lists as YAML), overrides (raw Hydra overrides for every stage),
 # <stage>_overrides (for one stage, e.g. 'train_overrides=["train.steps=5"]').
@@ -40,7 +40,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from lmkl.stages.config import ConfigError
-from lmkl.stages.config_cmd import check_stage, plan, snakemake_overrides
+from lmkl.stages.plan import check_stage, plan, snakemake_overrides
 
 try:
     OVERRIDES = snakemake_overrides(config)

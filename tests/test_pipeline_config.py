@@ -13,8 +13,8 @@ import pytest
 
 from lmkl.cli import main as lmkl_main
 from lmkl.stages.config import ConfigError
-from lmkl.stages.config_cmd import parse_run_name, plan, snakemake_overrides
-from lmkl.stages.paths import run_name
+from lmkl.stages.paths import parse_run_name, run_name
+from lmkl.stages.plan import check_stage, plan, snakemake_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -65,8 +65,6 @@ def test_bad_input_is_refused_naming_the_key(config, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") if key else None):
         o = snakemake_overrides(config)
         plan(o["plan"])
-        from lmkl.stages.config_cmd import check_stage
-
         check_stage("train", [*o["train"], "estimator=rb", "beta=0.1", "seed=0"])
 
 

@@ -17,7 +17,7 @@ STAGES: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "download": ("lmkl.stages.download", "build/fetch the profile's assets: prompts, tokenizer or policy, reward model"),
     "pretrain": ("lmkl.stages.pretrain", "pretrain the tiny profile's GPT-2 on the UCI sentences (tiny only)"),
-    "config": ("lmkl.stages.config_cmd", "`config sweep profile=P ...`: the validated pipeline plan as JSON"),
+    "config": ("lmkl.stages.plan", "`config sweep profile=P ...`: the validated pipeline plan as JSON"),
     "train": ("lmkl.stages.train", "one RLOO run (estimator=mc|rb beta=B seed=S): metrics, checkpoints, model; resumable"),
     "evaluate": ("lmkl.stages.evaluate", "a trained run on held-out prompts: reward and KL by every estimator → eval.json"),
     "variance": ("lmkl.stages.variance", "variance of every KL estimator vs M for a trained policy (or exact toys)"),

@@ -25,16 +25,11 @@ import logging
 import pandas as pd
 
 from lmkl.stages import runner
-from lmkl.stages.config_cmd import default_gradient_run
-from lmkl.stages.paths import run_name
-from lmkl.stages.pipeline_config import PipelineConfig
-from lmkl.stages.study_io import profile_paths, require, write_table
+from lmkl.stages.inputs import require
+from lmkl.stages.outputs import write_table
+from lmkl.stages.pipeline_config import PipelineConfig, default_gradient_run, profile_paths, sweep_runs
 
 log = logging.getLogger("lmkl")
-
-
-def sweep_runs(cfg) -> list[tuple[str, str, float, int]]:
-    return [(run_name(e, b, s), e, b, s) for e in cfg.sweep.estimators for b in cfg.sweep.betas for s in cfg.sweep.seeds]
 
 
 def training_tables(cfg, paths) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -26,8 +26,7 @@ from lmkl.assets.corpus import UCI_SOURCES, uci_files
 from lmkl.assets.errors import AssetError
 from lmkl.assets.manifest import fingerprint, sha256_file, stale_reason
 from lmkl.stages import runner
-from lmkl.stages.pipeline_config import DownloadConfig
-from lmkl.stages.study_io import profile_paths
+from lmkl.stages.pipeline_config import DownloadConfig, profile_paths
 
 
 def download(cfg: DownloadConfig) -> None:

@@ -25,16 +25,10 @@ from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.pipeline_config import RunConfig
+from lmkl.stages.inputs import read_test_prompts, require, require_assets, resolve_device
+from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import add_evaluation
 from lmkl.stages.runner import StageError
-from lmkl.stages.study_io import (
-    profile_paths,
-    read_test_prompts,
-    require,
-    require_assets,
-    resolve_device,
-)
 
 log = logging.getLogger("lmkl")
 

@@ -17,8 +17,8 @@ import pandas as pd
 
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
-from lmkl.stages.pipeline_config import PipelineConfig
-from lmkl.stages.study_io import profile_paths, require
+from lmkl.stages.inputs import require
+from lmkl.stages.pipeline_config import PipelineConfig, profile_paths
 
 log = logging.getLogger("lmkl")
 

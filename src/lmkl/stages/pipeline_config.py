@@ -1,5 +1,6 @@
-"""Each stage's config schema, assembled from the sections of `lmkl.stages.schema`, and registered with
-Hydra's ConfigStore as `schema/<stage>`.
+"""The pipeline's config: each stage's schema, assembled from the sections of `lmkl.stages.schema` and
+registered with Hydra's ConfigStore as `schema/<stage>`, and what follows from a config alone (the
+profile's paths, the sweep's runs, the gradient study's run, a study's target).
 
 Every primary config (conf/<stage>.yaml) starts its defaults list with `schema/<stage>`, so the
 dataclasses are the defaults: the YAML files hold no option values of their own, only the shared
@@ -11,13 +12,14 @@ each section's value checks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from lmkl.options import option
 from lmkl.stages.config import config_error
-from lmkl.stages.paths import parse_run_name
+from lmkl.stages.paths import ProfilePaths, parse_run_name, run_name
 from lmkl.stages.schema import (
     DataSection,
     DownloadSection,
@@ -52,6 +54,25 @@ class PipelineConfig:
     figures: FiguresSection = field(default_factory=FiguresSection)
     train: TrainSection = field(default_factory=TrainSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+
+
+def profile_paths(cfg: PipelineConfig) -> ProfilePaths:
+    """Where the profile's outputs live (results/<name>/, figures/<name>/)."""
+    return ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
+
+
+def sweep_runs(cfg: PipelineConfig) -> list[tuple[str, str, float, int]]:
+    """(run name, estimator, beta, seed) of every run of the sweep, estimator-major."""
+    s = cfg.sweep
+    return [(run_name(e, b, seed), e, b, seed) for e in s.estimators for b in s.betas for seed in s.seeds]
+
+
+def default_gradient_run(cfg: PipelineConfig) -> str:
+    """The trained run the gradient study uses unless gradient_variance.policy_run names one."""
+    if cfg.gradient_variance.policy_run:
+        return cfg.gradient_variance.policy_run
+    est = "rb" if "rb" in cfg.sweep.estimators else cfg.sweep.estimators[0]
+    return run_name(est, min(cfg.sweep.betas), cfg.sweep.seeds[0])
 
 
 @dataclass

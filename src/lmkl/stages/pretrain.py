@@ -21,8 +21,7 @@ from lmkl.assets.errors import AssetError
 from lmkl.assets.manifest import fingerprint, require_artifact
 from lmkl.assets.pretrain import GPT2Shape, PretrainSchedule
 from lmkl.stages import runner
-from lmkl.stages.pipeline_config import PretrainConfig
-from lmkl.stages.study_io import profile_paths
+from lmkl.stages.pipeline_config import PretrainConfig, profile_paths
 
 SAMPLE_PROMPTS = ["This movie", "The acting was", "I"]
 

@@ -18,9 +18,8 @@ import os
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.pipeline_config import ReportConfig
+from lmkl.stages.pipeline_config import ReportConfig, profile_paths
 from lmkl.stages.runner import StageError
-from lmkl.stages.study_io import profile_paths
 
 log = logging.getLogger("lmkl")
 

@@ -9,16 +9,17 @@ W&B's runs table and a scatter of eval/reward against eval/kl_rb show the reward
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from lmkl import tracking
+from lmkl.atomic import atomic_write_text
 from lmkl.stages.config import to_dict
 from lmkl.stages.paths import run_name
 
 
 def enabled(cfg) -> bool:
-    return bool(cfg.wandb.enabled) and os.environ.get("WANDB_MODE") != "disabled"
+    return tracking.enabled(cfg.wandb.enabled)
 
 
 def run_init(cfg, run_dir: Path) -> dict[str, Any]:
@@ -39,12 +40,9 @@ def start_training_run(cfg, run_dir: Path):
     """The run's W&B run, resumed across invocations; None if W&B is off."""
     if not enabled(cfg):
         return None
-    from lmkl.atomic import atomic_write_text
-    from lmkl.tracking import start_run
-
     id_file = _id_file(run_dir)
     resume_id = id_file.read_text().strip() if id_file.is_file() else None
-    run = start_run(resume_id=resume_id, **run_init(cfg, run_dir))
+    run = tracking.start_run(resume_id=resume_id, **run_init(cfg, run_dir))
     if resume_id is None:
         atomic_write_text(id_file, run.id)
     return run
@@ -54,11 +52,9 @@ def add_evaluation(cfg, run_dir: Path, summary: dict[str, Any]) -> None:
     """Put `summary` (eval/... keys) into the training run's own W&B summary (a new run if it has none)."""
     if not enabled(cfg):
         return
-    from lmkl.tracking import update_summary
-
     id_file = _id_file(run_dir)
     if id_file.is_file():
-        update_summary(run_id=id_file.read_text().strip(), summary=summary, **run_init(cfg, run_dir))
+        tracking.update_summary(run_id=id_file.read_text().strip(), summary=summary, **run_init(cfg, run_dir))
         return
     run = start_training_run(cfg, run_dir)  # trained with W&B off: a run for the evaluation alone
     try:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.pipeline_config import RunConfig
+from lmkl.stages.inputs import require, require_assets, resolve_device
+from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import start_training_run
 from lmkl.stages.runner import StageError
-from lmkl.stages.study_io import profile_paths, require, require_assets, resolve_device
 
 log = logging.getLogger("lmkl")
 

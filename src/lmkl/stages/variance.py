@@ -21,9 +21,10 @@ import torch
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
+from lmkl.stages.inputs import load_pair, read_test_prompts
+from lmkl.stages.outputs import log_summary, write_table
 from lmkl.stages.paths import parse_run_name
-from lmkl.stages.pipeline_config import VarianceConfig
-from lmkl.stages.study_io import load_pair, log_summary, profile_paths, read_test_prompts, write_table
+from lmkl.stages.pipeline_config import VarianceConfig, profile_paths
 
 log = logging.getLogger("lmkl")
 

@@ -32,6 +32,11 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if _has_credentials() else "offline")
 
 
+def enabled(flag: bool = True) -> bool:
+    """Whether to log at all: `flag` (a config's wandb.enabled) and WANDB_MODE is not `disabled`."""
+    return bool(flag) and os.environ.get("WANDB_MODE") != "disabled"
+
+
 def start_run(
     *,
     project: str,
@@ -61,6 +66,30 @@ def start_run(
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
         reinit="finish_previous",
     )
+
+
+def log_summary(
+    *,
+    project: str,
+    name: str,
+    group: str,
+    job_type: str,
+    config: dict[str, Any],
+    dir: str | os.PathLike,
+    summary: dict[str, Any],
+    table=None,
+) -> None:
+    """One run holding `config` and `summary`; `table` (a pandas DataFrame) is logged as a wandb.Table
+    under `<job_type>/summary`."""
+    import wandb
+
+    run = start_run(project=project, name=name, group=group, job_type=job_type, config=config, dir=dir)
+    try:
+        run.summary.update(summary)
+        if table is not None:
+            run.log({f"{job_type}/summary": wandb.Table(dataframe=table)})
+    finally:
+        run.finish()
 
 
 def update_summary(*, run_id: str, summary: dict[str, Any], **init) -> None:

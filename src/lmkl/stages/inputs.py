@@ -1,26 +1,15 @@
-"""Shared glue of the study stages (variance, gradient_variance, aggregate, figures): paths, device,
-model loading with clear errors, atomic table writes, and W&B logging of a study's summary."""
+"""What the stages read, with clear errors (StageError naming the file and the stage that makes it):
+the device, required files, assets checked against the manifest, model pairs, held-out prompts."""
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from lmkl.atomic import atomic_write_bytes, atomic_write_text
-from lmkl.stages.config import to_dict
 from lmkl.stages.paths import ProfilePaths
 from lmkl.stages.runner import StageError
 
 log = logging.getLogger("lmkl")
-
-
-def profile_paths(cfg) -> ProfilePaths:
-    return ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
 
 
 def resolve_device(device: str, key: str) -> str:
@@ -84,39 +73,3 @@ def read_test_prompts(paths: ProfilePaths, n: int | None) -> list[str]:
     if not prompts or (n is not None and len(prompts) < n):
         raise StageError(f"asked for {n or 'some'} prompts but {paths.prompts_test} has {len(prompts)}")
     return prompts if n is None else prompts[:n]
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def write_table(df: pd.DataFrame, path: Path) -> Path:
-    """Write df atomically as parquet or CSV (by suffix)."""
-    if path.suffix == ".parquet":
-        return atomic_write_bytes(path, parquet_bytes(df))
-    if path.suffix == ".csv":
-        return atomic_write_text(path, df.to_csv(index=False))
-    raise ValueError(f"path: expected a .parquet or .csv file, got {path}")
-
-
-def log_summary(cfg, paths: ProfilePaths, *, name: str, job_type: str, summary: dict[str, Any], table: pd.DataFrame | None = None) -> None:
-    """One W&B run with the config and the study's summary (offline without credentials)."""
-    if not cfg.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
-        return
-    from lmkl.tracking import start_run
-
-    run = start_run(
-        project=cfg.wandb.project, name=name, group=cfg.profile.name, job_type=job_type,
-        config=to_dict(cfg), dir=paths.root / "wandb",
-    )
-    try:
-        for k, v in summary.items():
-            run.summary[k] = v
-        if table is not None:
-            import wandb
-
-            run.log({f"{job_type}/summary": wandb.Table(dataframe=table)})
-    finally:
-        run.finish()

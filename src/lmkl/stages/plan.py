@@ -1,4 +1,4 @@
-"""`lmkl config sweep profile=P [overrides]`: the validated pipeline plan as JSON (what the Snakefile reads).
+"""The Snakemake plan: `lmkl config sweep profile=P [overrides]` prints it as JSON (what the Snakefile reads).
 
 The Hydra profile is the one source of truth for the sweep: the Snakefile turns its `--config` keys
 into Hydra overrides (`snakemake_overrides`), composes conf/sweep.yaml with them (`plan`), and builds
@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from lmkl.stages.config import ConfigError, conf_dir, load, to_dict
-from lmkl.stages.paths import ProfilePaths, format_beta, parse_run_name, run_name
-from lmkl.stages.pipeline_config import SCHEMAS, PipelineConfig, check_study_target
-
-__all__ = ["check_stage", "check_study_target", "parse_run_name", "plan", "snakemake_overrides"]
-
+from lmkl.stages.paths import format_beta
+from lmkl.stages.pipeline_config import (
+    SCHEMAS,
+    PipelineConfig,
+    default_gradient_run,
+    profile_paths,
+    sweep_runs,
+)
 
 # --config keys of the Snakefile -> Hydra keys (lists are passed as Hydra lists)
 CONFIG_KEYS: dict[str, str] = {
@@ -79,22 +81,11 @@ def snakemake_overrides(config: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def default_gradient_run(cfg: PipelineConfig) -> str:
-    """The trained run the gradient study uses unless gradient_variance.policy_run names one."""
-    if cfg.gradient_variance.policy_run:
-        return cfg.gradient_variance.policy_run
-    est = "rb" if "rb" in cfg.sweep.estimators else cfg.sweep.estimators[0]
-    return run_name(est, min(cfg.sweep.betas), cfg.sweep.seeds[0])
-
-
 def plan(overrides: list[str]) -> dict[str, Any]:
     """The validated plan of the pipeline for `overrides` (profile=..., sweep.*=..., ...)."""
     cfg = load("sweep", overrides, PipelineConfig)
-    paths = ProfilePaths(cfg.profile.name, Path(cfg.profile.results_root), Path(cfg.profile.figures_root))
-    runs = [
-        {"name": run_name(e, b, s), "estimator": e, "beta": format_beta(b), "seed": int(s)}
-        for e in cfg.sweep.estimators for b in cfg.sweep.betas for s in cfg.sweep.seeds
-    ]
+    paths = profile_paths(cfg)
+    runs = [{"name": name, "estimator": e, "beta": format_beta(b), "seed": int(s)} for name, e, b, s in sweep_runs(cfg)]
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep: duplicate runs {sorted({n for n in names if names.count(n) > 1})}")
