@@ -186,3 +186,16 @@ def test_groups_of_one_sample_are_centred_together():
     c = cf.crossfit_coefficients(x, z, groups=torch.arange(50) * 3)
     torch.testing.assert_close(c, cf.crossfit_coefficients(x, z), rtol=0, atol=1e-14)
     assert bool((c != 0).all())
+
+
+@pytest.mark.parametrize("min_fit", [cf.MIN_FIT_SAMPLES, 3])
+def test_vectorised_exact_moments_equal_the_per_multiset_sum(monkeypatch, min_fit):
+    """`lmkl.studies.oracle.crossfit_exact` (one batched call) = `lmkl.exact.crossfit_moments` (a loop)."""
+    from lmkl.exact import crossfit_moments
+    from lmkl.studies.oracle import crossfit_exact
+
+    monkeypatch.setattr(cf, "MIN_FIT_SAMPLES", min_fit)
+    p, q = random_tabular_pair(5, vocab_size=2, max_len=3, perturbation=1.0)
+    for e in ("rb_cv", "cv_opt"):
+        a, b = crossfit_exact(p, q, e, 6), crossfit_moments(p, q, e, 6, ordered=False)
+        assert a.mean == pytest.approx(b.mean, abs=1e-12) and a.var == pytest.approx(b.var, rel=1e-10)

@@ -167,7 +167,7 @@ def summarize_estimator(
         stderr = math.nan if n == 1 else math.inf
     else:
         cx, cz = control_variate_pair(stats, estimator)
-        reps, _ = jackknife_means(cx.cpu(), cz.cpu(), folds, groups=None if groups is None else groups.cpu(), bounds=BOUNDS[estimator])
+        reps, _ = jackknife_means(cx.cpu(), cz.cpu(), folds, groups=None if groups is None else torch.as_tensor(groups).cpu(), bounds=BOUNDS[estimator])
         K = reps.numel()
         stderr = math.sqrt((K - 1) / K * float((reps - reps.mean()).square().sum()))
     lo, hi = _interval(x, mean, stderr, interval, resamples, seed)
