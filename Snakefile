@@ -6,13 +6,16 @@
 #   snakemake --report figures/<profile>/report.html [--config profile=P]  # figures, captions, claims: one page (make report)
 #   snakemake --cores all                                        # the tiny profile (default), minutes on a CPU
 #   snakemake --cores all --config profile=paper 'seeds=[0,1,2]' 'betas=[0.05,0.1]'
+#   snakemake --cores 2 --config profile=paper scale=smoke        # the whole DAG in minutes (results/smoke/paper)
+#   snakemake --cores all --resources gpu=1 --config profile=paper device=cuda   # one GPU, GPU jobs one at a time
 #   snakemake --profile profiles/slurm --config profile=paper     # on a SLURM cluster (profiles/slurm/README.md)
 #
 # One source of truth: the sweep lists and study sizes come from the Hydra profile (conf/profile/<P>.yaml),
 # composed and validated by lmkl.stages.plan.plan while this file is parsed, so a bad profile or
-# override is refused before any job starts. --config keys: profile, estimators, betas, seeds,
-# sample_sizes, repetitions, prompts (lists as YAML), overrides (raw Hydra overrides for every stage),
-# <stage>_overrides (for one stage, e.g. 'train_overrides=["train.steps=5"]').
+# override is refused before any job starts. --config keys: profile; scale (conf/scale: full, the
+# default, or smoke) and device (auto | cpu | cuda | cuda:<i>), both passed to every stage; estimators,
+# betas, seeds, sample_sizes, repetitions, prompts (lists as YAML); overrides (raw Hydra overrides for
+# every stage); <stage>_overrides (for one stage, e.g. 'train_overrides=["train.steps=5"]').
 #
 # Every rule calls `lmkl <stage> key=value ...`; every stage writes its outputs atomically (temporary
 # file or folder, then rename), so an interrupted run resumes where it stopped (profiles/default sets

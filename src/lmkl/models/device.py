@@ -9,15 +9,25 @@ import torch
 DEVICE_HELP = "auto (CUDA when a GPU is visible, else the CPU), cpu, cuda or cuda:<i>"
 
 
-def resolve_device(spec: str, key: str) -> torch.device:
-    """The torch.device `spec` names; ValueError naming `key` for a bad spelling, or for CUDA asked for
-    where no GPU (or no GPU of that index) is visible."""
+def check_device_spec(spec: str, key: str) -> re.Match | None:
+    """ValueError naming `key` unless `spec` is spelled auto | cpu | cuda | cuda:<i> (whether that
+    device exists is `resolve_device`'s question); the match of cpu/cuda[:i], None for auto."""
     spec = str(spec).strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     match = re.fullmatch(r"cpu|cuda(?::(\d+))?", spec)
     if match is None:
         raise ValueError(f"{key}: expected {DEVICE_HELP}, got {spec!r}")
+    return match
+
+
+def resolve_device(spec: str, key: str) -> torch.device:
+    """The torch.device `spec` names; ValueError naming `key` for a bad spelling, or for CUDA asked for
+    where no GPU (or no GPU of that index) is visible."""
+    match = check_device_spec(spec, key)
+    spec = str(spec).strip().lower()
+    if match is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

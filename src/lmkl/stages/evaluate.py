@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.inputs import read_test_prompts, require, require_assets, resolve_device
+from lmkl.stages.inputs import read_test_prompts, require, require_assets, stage_device
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import add_evaluation
 from lmkl.stages.runner import StageError
@@ -60,7 +60,7 @@ def evaluate(cfg: RunConfig) -> Path:
         require_assets(paths, "reward")
     prompts = read_test_prompts(paths, ev.num_prompts)  # checks the policy and prompts assets too
     max_new = run_max_new_tokens(cfg, run_dir)
-    device = resolve_device(ev.device, "evaluate.device")
+    device = stage_device(cfg)
     try:
         pair = ModelPair.load(policy_dir, ref_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
         reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)

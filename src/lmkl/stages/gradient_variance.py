@@ -20,7 +20,7 @@ import torch
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.inputs import load_pair, read_test_prompts
+from lmkl.stages.inputs import load_pair, read_test_prompts, stage_device
 from lmkl.stages.outputs import log_summary, write_table
 from lmkl.stages.paths import parse_run_name
 from lmkl.stages.pipeline_config import GradientVarianceConfig, profile_paths
@@ -52,7 +52,7 @@ def run_model(cfg: GradientVarianceConfig) -> None:
         policy = paths.policy
     else:
         policy = paths.final_model(*parse_run_name(cfg.target))
-    pair = load_pair(policy, paths.policy)
+    pair = load_pair(policy, paths.policy, stage_device(cfg))
     prompts = read_test_prompts(paths, g.prompts)
     gen = torch.Generator(device=pair.p.device).manual_seed(g.seed)
     try:

@@ -12,20 +12,15 @@ from lmkl.stages.runner import StageError
 log = logging.getLogger("lmkl")
 
 
-def resolve_device(device: str, key: str) -> str:
-    """auto → cuda when a GPU is visible, else cpu; `cuda` without a GPU is a StageError naming `key`."""
-    import torch
+def stage_device(cfg) -> str:
+    """The device of the config's top-level `device` key (auto → cuda when a GPU is visible, else cpu);
+    a GPU asked for where none (or no such index) is visible is a StageError naming the key."""
+    from lmkl.models.device import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StageError(f"{key}: cuda was asked for but no GPU is visible")
-    return device
-
-
-def device() -> str:
-    """cuda when a GPU is visible, else cpu (the studies run on either)."""
-    return resolve_device("auto", "device")
+    try:
+        return str(resolve_device(cfg.device, "device"))
+    except ValueError as e:
+        raise StageError(str(e)) from None
 
 
 def require(path: Path, what: str) -> Path:
@@ -48,14 +43,14 @@ def require_assets(paths: ProfilePaths, *names: str) -> None:
             raise StageError(str(e)) from e
 
 
-def load_pair(policy_dir: Path, reference_dir: Path):
-    """A lmkl.models.ModelPair (p = policy, q = reference) on the study device."""
+def load_pair(policy_dir: Path, reference_dir: Path, device: str):
+    """A lmkl.models.ModelPair (p = policy, q = reference) on `device`."""
     from lmkl.models import ModelPair
 
     require(policy_dir, "policy model")
     require(reference_dir, "reference model")
     try:
-        pair = ModelPair.load(policy_dir, reference_dir, device=device())
+        pair = ModelPair.load(policy_dir, reference_dir, device=device)
     except ValueError as e:
         raise StageError(str(e)) from e
     pair.p.eval()

@@ -17,8 +17,9 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from lmkl.models.device import DEVICE_HELP, check_device_spec
 from lmkl.options import option
-from lmkl.stages.config import config_error
+from lmkl.stages.config import ConfigError, config_error
 from lmkl.stages.paths import ProfilePaths, parse_run_name, run_name
 from lmkl.stages.schema import (
     DataSection,
@@ -54,6 +55,13 @@ class PipelineConfig:
     figures: FiguresSection = field(default_factory=FiguresSection)
     train: TrainSection = field(default_factory=TrainSection)
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    device: str = option("auto", f"where every stage runs its models (pretrain excepted: CPU by design): {DEVICE_HELP}")
+
+    def __post_init__(self) -> None:
+        try:
+            check_device_spec(self.device, "device")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def profile_paths(cfg: PipelineConfig) -> ProfilePaths:
@@ -89,6 +97,10 @@ class PretrainConfig(PipelineConfig):
 class RunConfig(RunSection, PipelineConfig):
     """The profile's sections plus one run (`lmkl train` and `lmkl evaluate`): estimator, beta, seed."""
 
+    def __post_init__(self) -> None:
+        RunSection.__post_init__(self)
+        PipelineConfig.__post_init__(self)
+
 
 def check_study_target(target: str, keywords: tuple[str, ...]) -> None:
     """A study's `target`: one of `keywords` (e.g. exact, reference) or a run name; else ConfigError."""
@@ -107,6 +119,7 @@ class VarianceConfig(PipelineConfig):
                                   "exact: the exact study on lmkl.exact toys")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_study_target(self.target, ("exact",))
 
 
@@ -116,6 +129,7 @@ class GradientVarianceConfig(PipelineConfig):
                                   "(<estimator>_beta<beta>_seed<seed>), or exact (lmkl.exact toys)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_study_target(self.target, ("reference", "exact"))
 
 

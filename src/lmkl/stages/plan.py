@@ -34,6 +34,8 @@ CONFIG_KEYS: dict[str, str] = {
     "repetitions": "variance.repetitions",
     "prompts": "variance.prompts",
 }
+# --config keys passed to every stage as they are: the scale group and the device
+SHARED_KEYS: dict[str, str] = {"scale": "a scale name (conf/scale: full, smoke)", "device": "auto, cpu, cuda or cuda:<i>"}
 # stages whose configs compose the profile; `<stage>_overrides` in --config adds Hydra overrides to one
 PIPELINE_STAGES = ("download", "pretrain", "train", "evaluate", "variance", "gradient_variance", "aggregate", "figures", "report")
 
@@ -52,13 +54,13 @@ STUDY_STAGES = ("variance", "gradient_variance", "aggregate", "figures", "report
 def snakemake_overrides(config: dict[str, Any]) -> dict[str, list[str]]:
     """Hydra overrides for every stage (and for the plan, key "plan") from the Snakefile's `config`.
 
-    Keys: profile; the sweep and study lists of CONFIG_KEYS; `overrides` (raw Hydra overrides for
-    every stage); `<stage>_overrides` (raw Hydra overrides for one stage). Anything else is refused.
-    Every stage gets profile=P and `overrides`; the sweep/study lists go to the plan and to the study
+    Keys: profile; scale and device (SHARED_KEYS); the sweep and study lists of CONFIG_KEYS;
+    `overrides` (raw Hydra overrides for every stage); `<stage>_overrides` (raw Hydra overrides for
+    one stage). Anything else is refused. Every stage gets profile=P, scale, device and `overrides`; the sweep/study lists go to the plan and to the study
     stages (whose configs declare those keys), not to download/pretrain/train/evaluate, which get
     their run from estimator=/beta=/seed=.
     """
-    known = {"profile", "overrides", *CONFIG_KEYS, *(f"{s}_overrides" for s in PIPELINE_STAGES)}
+    known = {"profile", *SHARED_KEYS, "overrides", *CONFIG_KEYS, *(f"{s}_overrides" for s in PIPELINE_STAGES)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(f"--config {unknown[0]}: unknown key; expected one of {sorted(known)}")
@@ -74,7 +76,13 @@ def snakemake_overrides(config: dict[str, Any]) -> dict[str, list[str]]:
             raise ConfigError(f"--config {key}: expected a list of Hydra overrides like ['train.steps=3'], got {v!r}")
         return list(v)
 
-    common = [f"profile={profile}", *as_list("overrides")]
+    shared = []
+    for key in SHARED_KEYS:
+        if key in config:
+            if not isinstance(config[key], str):
+                raise ConfigError(f"--config {key}: expected {SHARED_KEYS[key]}, got {config[key]!r}")
+            shared.append(f"{key}={config[key]}")
+    common = [f"profile={profile}", *shared, *as_list("overrides")]
     out = {"plan": [*common, *lists]}
     for s in PIPELINE_STAGES:
         out[s] = [*common, *(lists if s in STUDY_STAGES else []), *as_list(f"{s}_overrides")]

@@ -278,7 +278,6 @@ class TrainSection(RLOOOptions):
     checkpoint_every: int = option(10, "updates between checkpoints (one is always written at the end)")
     keep_checkpoints: int = option(2, "checkpoints kept (the newest)")
     overwrite: bool = option(False, "true: discard a run folder of another configuration and start afresh (else refuse)")
-    device: str = option("auto", "auto (cuda when visible) | cpu | cuda")
     max_train_prompts: int | None = option(None, "use only the first N training prompts (null: all)")
 
     def rloo_options(self) -> dict:
@@ -294,8 +293,6 @@ class TrainSection(RLOOOptions):
             raise config_error("train.checkpoint_every", "≥ 1", self.checkpoint_every)
         if self.keep_checkpoints < 1:
             raise config_error("train.keep_checkpoints", "≥ 1", self.keep_checkpoints)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise config_error("train.device", "auto, cpu or cuda", self.device)
         if self.max_train_prompts is not None and self.max_train_prompts < self.num_prompts:
             raise config_error("train.max_train_prompts", f"None or ≥ num_prompts = {self.num_prompts}", self.max_train_prompts)
 
@@ -316,7 +313,6 @@ class EvaluateSection:
     batch_size: int = option(64, "sequences per forward pass")
     estimators: list[str] = option(list(ESTIMATORS), "the KL value estimators reported")
     seed: int = option(0, "sampling seed (the same for every run: paired samples)")
-    device: str = option("auto", "auto (cuda when visible) | cpu | cuda")
 
     def __post_init__(self) -> None:
         if self.num_prompts is not None and self.num_prompts < 1:
@@ -333,8 +329,6 @@ class EvaluateSection:
                 raise config_error("evaluate.estimators", f"estimators among {VALUE_ESTIMATORS}", e)
         if not self.estimators:
             raise config_error("evaluate.estimators", "a non-empty list", self.estimators)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise config_error("evaluate.device", "auto, cpu or cuda", self.device)
 
 
 # --- the assets' own stages (conf/download.yaml, conf/pretrain.yaml) --------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.inputs import require, require_assets, resolve_device
+from lmkl.stages.inputs import require, require_assets, stage_device
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import start_training_run
 from lmkl.stages.runner import StageError
@@ -30,7 +30,7 @@ def rloo_config(cfg: RunConfig):
     from lmkl.rloo import RLOOConfig
 
     return RLOOConfig(
-        estimator=cfg.estimator, beta=cfg.beta, seed=cfg.seed, device=resolve_device(cfg.train.device, "train.device"),
+        estimator=cfg.estimator, beta=cfg.beta, seed=cfg.seed, device=stage_device(cfg),
         **cfg.train.rloo_options(),
     )
 

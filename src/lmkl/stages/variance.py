@@ -21,7 +21,7 @@ import torch
 
 from lmkl.atomic import atomic_dir
 from lmkl.stages import runner
-from lmkl.stages.inputs import load_pair, read_test_prompts
+from lmkl.stages.inputs import load_pair, read_test_prompts, stage_device
 from lmkl.stages.outputs import log_summary, write_table
 from lmkl.stages.paths import parse_run_name
 from lmkl.stages.pipeline_config import VarianceConfig, profile_paths
@@ -53,7 +53,7 @@ def run_policy(cfg: VarianceConfig) -> None:
     v = cfg.variance
     paths = profile_paths(cfg)
     estimator, beta, seed = parse_run_name(cfg.target)
-    pair = load_pair(paths.final_model(estimator, beta, seed), paths.policy)
+    pair = load_pair(paths.final_model(estimator, beta, seed), paths.policy, stage_device(cfg))
     prompts = read_test_prompts(paths, v.prompts)
     gen = torch.Generator(device=pair.p.device).manual_seed(v.seed)  # same seed for every policy
     log.info("variance study of %s: %d prompts × R=%d × M=%s", cfg.target, len(prompts), v.repetitions, v.sample_sizes)
