@@ -44,13 +44,23 @@ CPU_CHUNK_ELEMENTS = 1 << 18
 def _compiled(fn):
     # Built on first use: importing lmkl.kl must not pay for (or require) Inductor.
     compiled = torch.compile(fn, dynamic=True, fullgraph=True)
+    warm: set[tuple] = set()  # (dtype, flags) already compiled
+    first = threading.Lock()
 
     def call(*args):
         # Chunks are row slices (views) of the whole [N, V] logits. With duck sizing, the first call
         # of a single-chunk batch (rows = N) would guard on "chunk rows == base rows" and the first
         # batch of several chunks would recompile; without it, sizes stay independent symbols.
+        key = (args[0].dtype, *(a for a in args if isinstance(a, bool)))
         with _no_duck_shapes():
-            return compiled(*args)
+            if key in warm:
+                return compiled(*args)
+            # The first chunks of a new graph reach every worker at once: one compiles, the others
+            # wait for it instead of compiling the same graph side by side.
+            with first:
+                out = compiled(*args)
+                warm.add(key)
+                return out
 
     return call
 
