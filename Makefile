@@ -34,8 +34,10 @@ $(PSTAMP): pyproject.toml $(STAMP)
 
 setup-profile: $(PSTAMP)
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]: the layers of design.md §1)
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 test: setup lint
 	$(BIN)/python -m pytest

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import models_fixtures
-from lmkl.kl import Estimate, estimate, summarize, token_stats
-from lmkl.models import NonFiniteLogitsError, encode_prompts, pool_over_prompts, sample, score_rollout
-from lmkl.models.batching import concat_stats, plan_batches
+from lmkl.kl import Estimate, concat_stats, estimate, pool_over_prompts, summarize, token_stats
+from lmkl.models import NonFiniteLogitsError, encode_prompts, sample, score_rollout
+from lmkl.models.batching import plan_batches
 from models_fixtures import PROMPTS
 
 tiny_dirs = models_fixtures.tiny_dirs  # module-scoped fixture shared by the model tests

@@ -23,8 +23,16 @@ from lmkl.exact import (
     random_tabular_pair,
     support_stats,
 )
-from lmkl.kl import CROSSFITTED, ESTIMATORS, UNBIASED, TokenStats, estimate, summarize, token_stats
-from lmkl.kl.estimators import control_variate_pair
+from lmkl.kl import (
+    CROSSFITTED,
+    ESTIMATORS,
+    UNBIASED,
+    TokenStats,
+    control_variate_pair,
+    estimate,
+    summarize,
+    token_stats,
+)
 
 TOY_SEED = 0  # the "fixed random toy pair": 3 letters + EOS, ≤ 3 letters (40 strings)
 

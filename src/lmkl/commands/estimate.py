@@ -113,15 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> dict:
     """Sample, score and estimate; returns the JSON-ready result (see `write_json`)."""
     from tqdm import tqdm
-    from transformers.utils import logging as hf_logging
 
     from lmkl.assets.hub import model_asset
-    from lmkl.kl import ESTIMATORS, UNBIASED, TokenStats
-    from lmkl.models import ModelPair, pool_over_prompts, sample, score_rollout
-    from lmkl.models.batching import concat_stats, plan_batches
+    from lmkl.kl import ESTIMATORS, UNBIASED, TokenStats, concat_stats, pool_over_prompts
+    from lmkl.models import ModelPair, quiet_progress_bars, sample, score_rollout
+    from lmkl.models.batching import plan_batches
     from lmkl.models.pooling import estimate_per_prompt
 
-    hf_logging.disable_progress_bar()  # one bar (ours), not one per weight file
+    quiet_progress_bars()  # one bar (ours), not one per weight file
     prompts = read_prompts(args.prompts)
     device = resolve_device(args.device, "--device")
     p_dir, q_dir = model_asset(args.p, key="--p"), model_asset(args.q, key="--q")

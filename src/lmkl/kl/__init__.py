@@ -10,7 +10,9 @@ Pure tensor math (torch only): this package never imports transformers or any ot
 """
 
 from lmkl.kl.backends.fused_linear import token_stats_from_hidden
-from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, estimate
+from lmkl.kl.crossfit import BOUNDS as CROSSFIT_BOUNDS
+from lmkl.kl.crossfit import crossfit_coefficients
+from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, control_variate_pair, estimate
 from lmkl.kl.stats import TokenStats, concat_stats
 from lmkl.kl.summary import INTERVALS, Estimate, pool_over_prompts, summarize, summarize_estimator
 from lmkl.kl.surrogates import (
@@ -24,6 +26,7 @@ from lmkl.kl.token_stats import token_stats
 
 __all__ = [
     "CROSSFITTED",
+    "CROSSFIT_BOUNDS",
     "ESTIMATORS",
     "INTERVALS",
     "SURROGATE_FORMS",
@@ -32,6 +35,8 @@ __all__ = [
     "Estimate",
     "TokenStats",
     "concat_stats",
+    "control_variate_pair",
+    "crossfit_coefficients",
     "estimate",
     "kl_surrogate",
     "pool_over_prompts",

@@ -19,9 +19,8 @@ scoring, pooling (per-prompt → pooled estimate), testing (tiny offline models 
 
 from lmkl.models.distribution import next_token_logits
 from lmkl.models.errors import ModelLoadError, NonFiniteLogitsError, VocabularyMismatchError
-from lmkl.models.loading import load_causal_lm
+from lmkl.models.loading import load_causal_lm, quiet_progress_bars
 from lmkl.models.pair import ModelPair
-from lmkl.models.pooling import pool_over_prompts
 from lmkl.models.prompts import PromptBatch, encode_prompts
 from lmkl.models.rollout import Rollout
 from lmkl.models.sampling import sample
@@ -37,7 +36,7 @@ __all__ = [
     "encode_prompts",
     "load_causal_lm",
     "next_token_logits",
-    "pool_over_prompts",
+    "quiet_progress_bars",
     "response_logits",
     "sample",
     "score_rollout",

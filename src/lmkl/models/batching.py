@@ -1,10 +1,6 @@
-"""Split a (prompts × samples) job into generation batches; `concat_stats` (lmkl.kl) joins their statistics back."""
+"""Split a (prompts × samples) job into generation batches; `lmkl.kl.concat_stats` joins their statistics back."""
 
 from __future__ import annotations
-
-from lmkl.kl import concat_stats
-
-__all__ = ["concat_stats", "plan_batches"]
 
 
 def plan_batches(n_prompts: int, n_samples: int, batch_size: int) -> list[tuple[list[int], int]]:

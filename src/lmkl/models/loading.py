@@ -9,6 +9,13 @@ import torch
 from lmkl.models.errors import ModelLoadError
 
 
+def quiet_progress_bars() -> None:
+    """No per-file progress bars from transformers while loading (a command shows its own)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_causal_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
     """Load `(model, tokenizer)` from a local directory saved with `save_pretrained`.
 

@@ -5,7 +5,7 @@ With P prompts and per-prompt estimates m_i ± se_i (independent samples per pro
     pooled = (1/P) Σ_i m_i,    se = sqrt(Σ_i se_i²) / P,
 
 an unbiased estimate of the prompt-averaged KL (1/P) Σ_i KL(p(·|x_i) ‖ q(·|x_i)), the prompts
-taken as fixed (see `lmkl.kl.pool_over_prompts`, re-exported here). This module only groups a
+taken as fixed (`lmkl.kl.pool_over_prompts`). This module only groups a
 rollout's sequences by prompt.
 """
 
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lmkl.kl import Estimate, TokenStats, estimate, pool_over_prompts, summarize, summarize_estimator
-
-__all__ = ["estimate_per_prompt", "pool_over_prompts"]
+from lmkl.kl import Estimate, TokenStats, estimate, summarize, summarize_estimator
 
 
 def estimate_per_prompt(

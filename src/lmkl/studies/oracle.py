@@ -28,9 +28,13 @@ from lmkl.exact import (
     random_tabular_pair,
     support_stats,
 )
-from lmkl.kl import CROSSFITTED, surrogate_from_stats
-from lmkl.kl.crossfit import BOUNDS, crossfit_coefficients
-from lmkl.kl.estimators import control_variate_pair
+from lmkl.kl import (
+    CROSSFIT_BOUNDS,
+    CROSSFITTED,
+    control_variate_pair,
+    crossfit_coefficients,
+    surrogate_from_stats,
+)
 
 SWEEP_SIZES = (2, 4, 8, 16, 32, 64, 128)  # M of the cross-fitted sweep (the oracle figure's third panel)
 
@@ -75,7 +79,7 @@ def crossfit_exact(p, q, estimator: str, M: int) -> Moments:
     idx, log_coef = _multisets(w.numel(), M)
     weight = (log_coef + w.log()[idx].sum(1)).exp()
     X, Z = x[idx], z[idx]
-    est = (X + crossfit_coefficients(X, Z, bounds=BOUNDS[estimator]) * Z).mean(-1)
+    est = (X + crossfit_coefficients(X, Z, bounds=CROSSFIT_BOUNDS[estimator]) * Z).mean(-1)
     mean = (weight * est).sum()
     return Moments(float(mean), float((weight * (est - mean).square()).sum()))
 
@@ -109,7 +113,7 @@ def crossfit_sweep(
                     weight = torch.full((batches,), 1.0 / batches, dtype=torch.float64)
                     how = f"simulated ({batches} batches)"
                 X, Z = x[idx], z[idx]
-                est = (X + crossfit_coefficients(X, Z, bounds=BOUNDS[e]) * Z).mean(-1)
+                est = (X + crossfit_coefficients(X, Z, bounds=CROSSFIT_BOUNDS[e]) * Z).mean(-1)
                 mean = float((weight * est).sum())
                 var = float((weight * (est - mean).square()).sum())
                 if how == "exact":
