@@ -268,6 +268,7 @@ class ReportSection:
 
 
 # --- training and evaluation of one run (conf/train.yaml, conf/evaluate.yaml) --------------------
+ENGINES = ("lmkl", "trl")  # train.engine: our RLOO trainer | TRL's RLOOTrainer + lmkl's KL term
 # Profiles set these sections too. The run itself is the top-level estimator/beta/seed (RunSection).
 
 
@@ -279,6 +280,14 @@ class TrainSection(RLOOOptions):
     keep_checkpoints: int = option(2, "checkpoints kept (the newest)")
     overwrite: bool = option(False, "true: discard a run folder of another configuration and start afresh (else refuse)")
     max_train_prompts: int | None = option(None, "use only the first N training prompts (null: all)")
+    engine: str = option(
+        "lmkl", "lmkl (our single-process RLOO) | trl (TRL's RLOOTrainer with lmkl's KL term on accelerate; "
+        "needs gradient=causal; lmkl.integrations.trl.run)"
+    )
+    processes: int = option(
+        1, "train.engine=trl: processes, started with `accelerate launch --num_processes N` (one per GPU); "
+        "1 runs in the stage's own process, as does any process accelerate has already launched"
+    )
 
     def rloo_options(self) -> dict:
         """The RLOOConfig keyword arguments this section sets (all but the run's bookkeeping)."""
@@ -295,6 +304,14 @@ class TrainSection(RLOOOptions):
             raise config_error("train.keep_checkpoints", "≥ 1", self.keep_checkpoints)
         if self.max_train_prompts is not None and self.max_train_prompts < self.num_prompts:
             raise config_error("train.max_train_prompts", f"None or ≥ num_prompts = {self.num_prompts}", self.max_train_prompts)
+        if self.engine not in ENGINES:
+            raise config_error("train.engine", f"one of {list(ENGINES)}", self.engine)
+        if self.processes < 1 or (self.processes > 1 and self.engine != "trl"):
+            raise config_error("train.processes", "≥ 1, and 1 unless train.engine=trl", self.processes)
+        if self.engine == "trl" and self.gradient != "causal":
+            raise config_error("train.gradient", "causal with train.engine=trl (β·kl_surrogate in TRL's loss)", self.gradient)
+        if self.engine == "trl" and self.baseline_pairing != "per_prompt":
+            raise config_error("train.baseline_pairing", "per_prompt with train.engine=trl", self.baseline_pairing)
 
 
 @dataclass

@@ -4,7 +4,7 @@ Per step, on the local batch of B sequences with T completion positions:
 
     rollout:  h_q = reference backbone(prompt + completion)[:, -T-1:-1]     [B, T, H], no grad, stored
     loss:     h_p = the policy backbone's output in TRL's own loss forward  [B, T, H] (captured by a hook)
-              stats = token_stats_from_hidden(h_p, W_p/τ, h_q, W_q/τ, completion, mask)   # KL(p_θ‖q)
+              stats = token_stats_from_hidden(h_p, W_p, h_q, W_q, completion, mask, temperature=τ)
               loss += β · mean_b Σ_t w_bt · term_bt(form)       (surrogate_terms; w: TRL's IS weights)
 
 so the reference is scored once per rollout (its backbone only: no [B, T, V] logits), the policy's
@@ -199,12 +199,10 @@ class LMKLMixin:
         w_p = _lm_head(policy).weight
         w_q = _lm_head(self.accelerator.unwrap_model(self.kl_ref_model)).weight.detach()
         dtype = torch.promote_types(hidden_p.dtype, w_p.dtype)  # autocast may return fp32 states for bf16 weights
-        tau = float(self.temperature)
-        scale = (lambda w: w) if tau == 1.0 else (lambda w: w / tau)  # logits z/τ = h (W/τ)ᵀ
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.kl_beta > 0):
             stats = token_stats_from_hidden(
-                hidden_p.to(dtype), scale(w_p.to(dtype)), hidden_q.to(dtype), scale(w_q.to(dtype)),
-                inputs["completion_ids"], mask,
+                hidden_p.to(dtype), w_p.to(dtype), hidden_q.to(dtype), w_q.to(dtype), inputs["completion_ids"], mask,
+                temperature=float(self.temperature),  # TRL's logits z/τ (its sampler and its fused head)
             )  # fmt: skip
             self._log_kl(stats, mode)
             if self.kl_beta == 0:
