@@ -39,7 +39,7 @@ def test_report_writes_claims_and_captions(made, monkeypatch):
     for name in [*report.FIGURES, "claims"]:
         rst = (fig / "report" / f"{name}.rst").read_text()
         docutils.core.publish_string(rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 5})
-    back = read_run(root / "tiny" / "wandb", "report-tiny")
+    back = read_run(root / "tiny" / "wandb", "report-tiny", wait_s=60)
     assert back.job_type == "report" and back.summary["claims/P4a/verdict"] == "reproduced"
     assert back.summary["claims/_type"] == "table-file" and back.summary["claims/nrows"] == len(CLAIMS)
     assert {f"figures/{n}/_type" for n in report.FIGURES} <= set(back.summary)

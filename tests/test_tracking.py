@@ -28,8 +28,8 @@ def test_resumed_run_merges_training_and_evaluation(tmp_path):
     run.finish()
     tracking.update_summary(run_id=run_id, summary={"eval/reward": 0.5, "eval/kl_rb": 0.25, "eval/kl_rb_stderr": 0.01},
                             config={"estimator": "rb", "beta": 0.1, "seed": 2}, **init)
-    back = read_run(tmp_path)
-    assert back.run_id == run_id and len(back.files) == 2  # the resume wrote a second record file, same id
+    back = read_run(tmp_path, wait_s=60)  # wandb-core may still be flushing
+    assert back.complete and back.run_id == run_id and len(back.files) == 2  # the resume: a second file, same id
     assert (back.name, back.group, back.job_type, back.tags) == ("tiny/rb_beta0.1_seed2", "tiny-sweep", "train", ["rb"])
     assert back.config["estimator"] == "rb" and back.config["beta"] == 0.1 and back.config["seed"] == 2
     assert back.config["train"] == {"steps": 3}
@@ -53,7 +53,7 @@ def test_report_run_holds_images_and_the_claims_table(tmp_path):
         project="lmkl-test", profile="tiny", dir=tmp_path / "report", images={"figures/pareto": (png, "the front")},
         table_name="claims", table=claims, summary={"claims/P1/verdict": "reproduced"}, config={"profile": {"name": "tiny"}},
     )
-    back = read_run(tmp_path / "report")
+    back = read_run(tmp_path / "report", wait_s=60)
     assert back.run_id == run_id == "report-tiny" and back.job_type == "report" and back.group == "tiny"
     assert back.summary["claims/P1/verdict"] == "reproduced"
     assert back.summary["figures/pareto/_type"] == "image-file" and back.summary["figures/pareto/caption"] == "the front"

@@ -27,7 +27,7 @@ def test_evaluation_in_the_training_runs_summary(results_root, offline):  # noqa
     assert evaluate_stage.main([*o, "evaluate.num_prompts=6", "evaluate.estimators=[mc,rb,k3]"]) == 0
     run_dir = ProfilePaths("tiny", results_root).run_dir("mc", 0.2, 3)
     run_id = (run_dir / "wandb_id.txt").read_text().strip()
-    back = read_run(run_dir / "wandb", run_id)
+    back = read_run(run_dir / "wandb", run_id, wait_s=60)  # wandb-core may still be flushing
     assert len(back.files) == 2  # train's record file and evaluate's resume of the same id
     assert (back.name, back.group, back.job_type) == ("tiny/mc_beta0.2_seed3", "tiny-sweep", "train")
     assert (back.config["estimator"], back.config["beta"], back.config["seed"]) == ("mc", 0.2, 3)

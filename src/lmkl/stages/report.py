@@ -13,17 +13,16 @@ as a table, each verdict in its summary (`lmkl.tracking.log_report`).
 from __future__ import annotations
 
 import logging
-import os
 
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
+from lmkl.stages.figures import FIGURES  # the figures whose captions go into the HTML report
 from lmkl.stages.pipeline_config import ReportConfig, profile_paths
 from lmkl.stages.runner import StageError
 
 log = logging.getLogger("lmkl")
 
-FIGURES = ("variance", "training_curves", "pareto", "gradient_variance", "oracle")
 
 
 def caption_rst(markdown: str) -> str:
@@ -76,14 +75,15 @@ def body(cfg: ReportConfig) -> None:
     atomic_write_text(paths.figures / "report" / "claims.rst", claims_rst(results, title))
     verdicts = {r.claim.id: r.verdict for r in results}
     log.info("report: %s → %s, %s", verdicts, md, csv)
-    if cfg.wandb.enabled and os.environ.get("WANDB_MODE") != "disabled":
-        from lmkl.tracking import log_report
+    from lmkl import tracking
+
+    if tracking.enabled(cfg.wandb.enabled):
 
         fmt = "png" if "png" in cfg.figures.formats else None
         images = {f"figures/{n}": (paths.figures / f"{n}.{fmt}", captions[n]) for n in FIGURES} if fmt else {}
         summary = {f"claims/{r.claim.id}/verdict": r.verdict for r in results}
         summary |= {f"claims/{r.claim.id}/{k}": getattr(r, k) for r in results for k in ("value", "ci_low", "ci_high")}
-        log_report(project=cfg.wandb.project, profile=cfg.profile.name, dir=paths.root / "wandb", images=images,
+        tracking.log_report(project=cfg.wandb.project, profile=cfg.profile.name, dir=paths.root / "wandb", images=images,
                    table_name="claims", table=claims_frame(results), summary=summary, config=to_dict(cfg))
 
 

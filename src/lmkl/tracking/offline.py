@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ def record_bytes(path: str | Path) -> Iterator[bytes]:
         if kind == 0:  # zero padding / preallocated end
             pos += left
             continue
+        if pos + _CHUNK.size + length > len(data):  # a chunk still being written
+            return
         chunk = data[pos + _CHUNK.size : pos + _CHUNK.size + length]
         pos += _CHUNK.size + length
         if kind == 1:
@@ -77,14 +80,27 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # the .wandb files read
+    complete: bool = False  # every file ends with the run's exit record (wandb-core writes asynchronously)
 
 
-def read_run(folder: str | Path, run_id: str | None = None) -> OfflineRun:
+def read_run(folder: str | Path, run_id: str | None = None, *, wait_s: float = 0.0) -> OfflineRun:
     """Merge every `run-<id>.wandb` under `folder` (recursively) of run `run_id` (or of the only id there).
 
     Config and summary updates apply in order (files sorted by their offline-run-<time> folder);
-    history rows are returned as logged. FileNotFoundError if there is no such file.
+    history rows are returned as logged. FileNotFoundError if there is no such file. wandb-core writes
+    the files in a separate process and may still be flushing when `run.finish()` returns: with
+    `wait_s` > 0 the files are re-read until each ends with its exit record, for at most wait_s seconds
+    (`complete` says whether they did).
     """
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _read_once(folder, run_id)
+        if run.complete or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_once(folder: str | Path, run_id: str | None) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
     files = sorted(Path(folder).rglob("run-*.wandb"), key=lambda p: p.parent.name)
@@ -98,6 +114,7 @@ def read_run(folder: str | Path, run_id: str | None = None) -> OfflineRun:
     if not files:
         raise FileNotFoundError(f"no W&B record file of run {run_id!r} under {folder}")
     run = OfflineRun(run_id=run_id, files=files)
+    exits = 0
     for f in files:
         for data in record_bytes(f):
             rec = pb.Record()
@@ -115,5 +132,8 @@ def read_run(folder: str | Path, run_id: str | None = None) -> OfflineRun:
                 run.summary.update(_items(rec.summary.update))
             elif kind == "history":
                 run.history.append(_items(rec.history.item))
+            elif kind == "exit":
+                exits += 1
+    run.complete = exits == len(files)
     run.config.pop("_wandb", None)
     return run
