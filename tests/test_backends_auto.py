@@ -28,7 +28,7 @@ def policy(monkeypatch):
         return chunked_rows(*args)
 
     monkeypatch.setattr(auto_cpu, "compiled_rows", spy)
-    fresh.compiled_calls = calls
+    fresh.spy_calls = calls
     return fresh
 
 
@@ -43,7 +43,7 @@ def test_chunked_until_the_budget_is_spent(policy, monkeypatch):
     monkeypatch.setattr(auto_cpu, "COMPILE_AFTER_S", 3600.0)
     zp, zq, tokens, mask = _inputs()
     stats = token_stats(zp, zq, tokens, mask)
-    assert policy.spent_s > 0 and not policy.compiled_calls
+    assert policy.spent_s > 0 and not policy.spy_calls
     assert _auto_choice(zp) == "chunked"
     want = token_stats(zp, zq, tokens, mask, backend="chunked")
     torch.testing.assert_close(stats.kl, want.kl, rtol=0, atol=0)
@@ -57,15 +57,15 @@ def test_compiled_once_the_budget_is_spent(policy, monkeypatch):
     assert _auto_choice(zp) == "compiled"
     spent = policy.spent_s
     token_stats(zp, zq, tokens, mask)
-    assert len(policy.compiled_calls) == 1 and policy.spent_s == spent
+    assert len(policy.spy_calls) == 1 and policy.spent_s == spent
     # A call to be differentiated stays with chunked (and is timed); under no_grad it is compiled.
     zp.requires_grad_()
     assert _auto_choice(zp) == "chunked"
     token_stats(zp, zq, tokens, mask).kl.sum().backward()
-    assert len(policy.compiled_calls) == 1 and policy.spent_s > spent
+    assert len(policy.spy_calls) == 1 and policy.spent_s > spent
     with torch.no_grad():
         token_stats(zp, zq, tokens, mask)
-    assert len(policy.compiled_calls) == 2
+    assert len(policy.spy_calls) == 2
 
 
 def test_a_failing_compiler_falls_back_to_chunked(policy, monkeypatch):
@@ -81,3 +81,26 @@ def test_a_failing_compiler_falls_back_to_chunked(policy, monkeypatch):
     want = token_stats(zp, zq, tokens, mask, backend="chunked")
     torch.testing.assert_close(stats.kl, want.kl, rtol=0, atol=0)
     assert _auto_choice(zp) == "chunked"
+
+
+def test_compiled_is_dropped_when_not_faster_here(policy, monkeypatch):
+    """After TRIAL_CALLS timed compiled calls, auto compares seconds per logit with chunked's."""
+    monkeypatch.setattr(auto_cpu, "COMPILE_AFTER_S", 0.0)
+    zp, zq, tokens, mask = _inputs()
+    policy.spent_s, policy.chunked_elems = 1.0, 10**9  # chunked: 1 ns per logit, far faster
+    for _ in range(auto_cpu.TRIAL_CALLS + 1):  # the first stands for the compiling call
+        assert _auto_choice(zp) == "compiled"
+        token_stats(zp, zq, tokens, mask)
+    assert len(policy.spy_calls) == auto_cpu.TRIAL_CALLS + 1
+    assert _auto_choice(zp) == "chunked"  # the spy (chunked inside a call) is slower per logit
+    token_stats(zp, zq, tokens, mask)
+    assert len(policy.spy_calls) == auto_cpu.TRIAL_CALLS + 1
+
+
+def test_compiled_stays_when_faster_here(policy, monkeypatch):
+    monkeypatch.setattr(auto_cpu, "COMPILE_AFTER_S", 0.0)
+    zp, zq, tokens, mask = _inputs()
+    policy.spent_s, policy.chunked_elems = 1.0, 1  # chunked: 1 s per logit, far slower
+    for _ in range(auto_cpu.TRIAL_CALLS + 2):
+        token_stats(zp, zq, tokens, mask)
+    assert _auto_choice(zp) == "compiled" and len(policy.spy_calls) == auto_cpu.TRIAL_CALLS + 2
