@@ -115,9 +115,8 @@ def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from lmkl.assets.hub import model_asset
-    from lmkl.kl import ESTIMATORS, UNBIASED, TokenStats, concat_stats, pool_over_prompts
-    from lmkl.models import ModelPair, quiet_progress_bars, sample, score_rollout
-    from lmkl.models.batching import plan_batches
+    from lmkl.kl import ESTIMATORS, UNBIASED, pool_over_prompts
+    from lmkl.models import ModelPair, quiet_progress_bars, sample_and_score
     from lmkl.models.pooling import estimate_per_prompt
 
     quiet_progress_bars()  # one bar (ours), not one per weight file
@@ -127,32 +126,14 @@ def run(args: argparse.Namespace) -> dict:
     pair = ModelPair.load(p_dir, q_dir, device=device, dtype=getattr(torch, args.dtype))
     torch.manual_seed(args.seed)  # nothing else should draw, but a stray draw stays reproducible
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    plan = plan_batches(len(prompts), args.samples, args.batch_size)
-    timing = {"sampling_s": 0.0, "scoring_s": 0.0, "estimation_s": 0.0}
-    parts, prompt_index, ended, lengths = [], [], [], []
     bar = tqdm(total=len(prompts) * args.samples, desc="sequences", unit="seq", file=sys.stderr, disable=args.no_progress)
-    for prompt_ids, n in plan:
-        t0 = time.perf_counter()
-        rollout = sample(
-            pair.p, pair.tokenizer, [prompts[i] for i in prompt_ids], n_per_prompt=n,
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=generator,
-            vocab_size=pair.vocab_size,
-        )
-        t1 = time.perf_counter()
-        with torch.no_grad():
-            stats = score_rollout(pair, rollout, micro_batch=args.batch_size)
-        parts.append(TokenStats(*(f.cpu() for f in stats)))
-        timing["sampling_s"] += t1 - t0
-        timing["scoring_s"] += time.perf_counter() - t1
-        prompt_index.append(torch.tensor(prompt_ids)[rollout.prompt_index])  # chunk → file prompt index
-        ended.append(rollout.ended.cpu())
-        lengths.append(rollout.response_mask.sum(dim=1).cpu())
-        bar.update(len(rollout))
+    out = sample_and_score(pair, prompts, args.samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           batch_size=args.batch_size, generator=generator, device="cpu", on_batch=bar.update)
     bar.close()
+    timing = {"sampling_s": out.sampling_s, "scoring_s": out.scoring_s}
 
     t0 = time.perf_counter()
-    stats = concat_stats(parts)
-    index, ended_all, length_all = torch.cat(prompt_index), torch.cat(ended), torch.cat(lengths)
+    stats, index, ended_all, length_all = out.stats, out.prompt_index, out.ended, out.lengths
     names = list(ESTIMATORS)
     per_prompt = estimate_per_prompt(stats, index, len(prompts), names)
     pooled = {name: pool_over_prompts([pp[name] for pp in per_prompt]) for name in names}

@@ -6,6 +6,7 @@ from p, score p and q.
     ro = sample(pair.p, pair.tokenizer, prompts, n_per_prompt=8, max_new_tokens=32, generator=gen,
                 vocab_size=pair.vocab_size)                  # Rollout, y ~ p (tempered by τ)
     stats = score_rollout(pair, ro, micro_batch=16)            # TokenStats [B, T] for lmkl.kl.estimate
+    out = sample_and_score(pair, prompts, 8, max_new_tokens=32, batch_size=64, generator=gen)  # both, batched
 
 What is estimated: KL(p̃ ‖ q̃) with p̃, q̃ the models tempered by the same τ (τ = 1: the models), p̃
 truncated only if top-k/top-p sampling was asked for (q̃ never is; `lmkl.models.scoring`), between
@@ -14,7 +15,8 @@ the tokenizer's vocabulary (embedding padding) get probability 0.
 
 Modules: loading (offline load), pair (ModelPair, vocabulary checks), prompts (left padding,
 position ids), distribution (the sampling distribution, one definition), sampling, rollout,
-scoring, pooling (per-prompt → pooled estimate), testing (tiny offline models for tests), errors.
+scoring, scored (sample_and_score: batched sampling + scoring), batching (the batch plan), pooling
+(per-prompt estimates), testing (tiny offline models for tests), errors.
 """
 
 from lmkl.models.distribution import next_token_logits
@@ -24,6 +26,7 @@ from lmkl.models.pair import ModelPair
 from lmkl.models.prompts import PromptBatch, encode_prompts
 from lmkl.models.rollout import Rollout
 from lmkl.models.sampling import sample
+from lmkl.models.scored import Scored, sample_and_score
 from lmkl.models.scoring import response_logits, score_rollout
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "NonFiniteLogitsError",
     "PromptBatch",
     "Rollout",
+    "Scored",
     "VocabularyMismatchError",
     "encode_prompts",
     "load_causal_lm",
@@ -39,5 +43,6 @@ __all__ = [
     "quiet_progress_bars",
     "response_logits",
     "sample",
+    "sample_and_score",
     "score_rollout",
 ]

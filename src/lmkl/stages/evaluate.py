@@ -23,12 +23,16 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+
+from lmkl.atomic import atomic_write_json
+from lmkl.kl import summarize, summarize_estimator
+from lmkl.models import sample_and_score
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.inputs import read_test_prompts, require, require_assets, stage_device
+from lmkl.stages.inputs import load_pair_and_reward, read_test_prompts, require, require_assets, stage_device
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import add_evaluation
-from lmkl.stages.runner import StageError
 
 log = logging.getLogger("lmkl")
 
@@ -44,48 +48,27 @@ def run_max_new_tokens(cfg: RunConfig, run_dir: Path) -> int:
 
 
 def evaluate(cfg: RunConfig) -> Path:
-    import torch
-
-    from lmkl.atomic import atomic_write_json
-    from lmkl.kl import TokenStats, concat_stats, summarize, summarize_estimator
-    from lmkl.models import ModelPair, sample, score_rollout
-    from lmkl.rewards import make_reward
-
     ev = cfg.evaluate
     paths = profile_paths(cfg)
     run_dir = paths.run_dir(cfg.estimator, cfg.beta, cfg.seed)
     policy_dir = require(paths.final_model(cfg.estimator, cfg.beta, cfg.seed), "trained policy (run `lmkl train`)")
-    ref_dir = require(paths.policy, "reference model")
     if cfg.reward.kind == "classifier":
         require_assets(paths, "reward")
     prompts = read_test_prompts(paths, ev.num_prompts)  # checks the policy and prompts assets too
     max_new = run_max_new_tokens(cfg, run_dir)
     device = stage_device(cfg)
-    try:
-        pair = ModelPair.load(policy_dir, ref_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
-        reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)
-    except ValueError as e:
-        raise StageError(str(e)) from e
+    pair, reward = load_pair_and_reward(cfg, policy_dir, device)
     gen = torch.Generator(device=device).manual_seed(ev.seed)  # the same seed for every run: paired samples
 
-    parts, prompt_index, scores, lengths = [], [], [], []
-    chunk = max(1, ev.batch_size // ev.n_per_prompt)  # prompts per sampling call
+    out = sample_and_score(pair, prompts, ev.n_per_prompt, max_new_tokens=max_new, temperature=ev.temperature,
+                           batch_size=ev.batch_size, generator=gen, device="cpu")
+    # The reward sees prompt + response, as in training.
+    texts = [prompts[int(i)] + t for i, t in zip(out.prompt_index, out.texts)]
     with torch.no_grad():
-        for start in range(0, len(prompts), chunk):
-            batch = prompts[start : start + chunk]
-            ro = sample(pair.p, pair.tokenizer, batch, n_per_prompt=ev.n_per_prompt, max_new_tokens=max_new,
-                        temperature=ev.temperature, generator=gen, vocab_size=pair.vocab_size)
-            stats = score_rollout(pair, ro, micro_batch=ev.batch_size)
-            parts.append(TokenStats(*(f.cpu() for f in stats)))
-            prompt_index.append(start + ro.prompt_index.cpu())
-            texts = [batch[int(i)] + t for i, t in zip(ro.prompt_index, ro.texts)]
-            scores.append(torch.as_tensor(reward(texts), dtype=torch.float64).reshape(-1).cpu())
-            lengths.append(ro.response_mask.sum(-1).double().cpu())
+        r = summarize(torch.as_tensor(reward(texts), dtype=torch.float64).reshape(-1).cpu())
     # Cross-fitted estimators fit their coefficient on the other prompts (groups), jackknife stderr.
-    stats, groups = concat_stats(parts), torch.cat(prompt_index)
-    kl = {e: summarize_estimator(stats, e, groups=groups) for e in ev.estimators}
-    r = summarize(torch.cat(scores))
-    out = {
+    kl = {e: summarize_estimator(out.stats, e, groups=out.prompt_index) for e in ev.estimators}
+    result = {
         "reward": r.mean,
         "reward_stderr": r.stderr,
         "kl": {e: s.mean for e, s in kl.items()},
@@ -97,11 +80,11 @@ def evaluate(cfg: RunConfig) -> Path:
         "n_per_prompt": ev.n_per_prompt,
         "max_new_tokens": max_new,
         "temperature": ev.temperature,
-        "response_length": float(torch.cat(lengths).mean()),
+        "response_length": float(out.lengths.double().mean()),
         "run": run_dir.name,
         "config": to_dict(cfg),
     }
-    path = atomic_write_json(paths.eval_json(cfg.estimator, cfg.beta, cfg.seed), out)
+    path = atomic_write_json(paths.eval_json(cfg.estimator, cfg.beta, cfg.seed), result)
     flat = {"eval/reward": r.mean, "eval/reward_stderr": r.stderr, "eval/n": r.n}
     flat.update({f"eval/kl_{e}": s.mean for e, s in kl.items()})
     flat.update({f"eval/kl_{e}_stderr": s.stderr for e, s in kl.items()})

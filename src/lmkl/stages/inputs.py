@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from lmkl.stages.paths import ProfilePaths
+from lmkl.stages.pipeline_config import profile_paths
 from lmkl.stages.runner import StageError
 
 log = logging.getLogger("lmkl")
@@ -43,19 +44,36 @@ def require_assets(paths: ProfilePaths, *names: str) -> None:
             raise StageError(str(e)) from e
 
 
-def load_pair(policy_dir: Path, reference_dir: Path, device: str):
-    """A lmkl.models.ModelPair (p = policy, q = reference) on `device`."""
+def load_pair(policy_dir: Path, reference_dir: Path, device: str, *, dtype: str = "float32"):
+    """A lmkl.models.ModelPair (p = policy, q = reference) on `device`, in eval mode; a model that does
+    not load (or two vocabularies that differ) is a StageError."""
+    import torch
+
     from lmkl.models import ModelPair
 
     require(policy_dir, "policy model")
     require(reference_dir, "reference model")
     try:
-        pair = ModelPair.load(policy_dir, reference_dir, device=device)
+        pair = ModelPair.load(policy_dir, reference_dir, dtype=getattr(torch, dtype), device=device)
     except ValueError as e:
         raise StageError(str(e)) from e
     pair.p.eval()
     pair.q.eval()
     return pair
+
+
+def load_pair_and_reward(cfg, policy_dir: Path, device: str):
+    """(ModelPair(policy_dir, the profile's reference model), the profile's reward function) on
+    `device`, the models in cfg.model.dtype; anything that does not load is a StageError."""
+    from lmkl.rewards import make_reward
+
+    paths = profile_paths(cfg)
+    pair = load_pair(policy_dir, paths.policy, device, dtype=cfg.model.dtype)
+    try:
+        reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)
+    except ValueError as e:
+        raise StageError(str(e)) from e
+    return pair, reward
 
 
 def read_test_prompts(paths: ProfilePaths, n: int | None) -> list[str]:

@@ -20,9 +20,10 @@ import logging
 import sys
 from pathlib import Path
 
+from lmkl.assets.prompts import read_prompts
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.inputs import require, require_assets, stage_device
+from lmkl.stages.inputs import load_pair_and_reward, require, require_assets, stage_device
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import start_training_run
 from lmkl.stages.runner import StageError
@@ -56,22 +57,10 @@ def load_inputs(cfg: RunConfig, device: str):
     """(ModelPair(policy, reference), reward function, training prompts) from the profile's assets."""
     paths = profile_paths(cfg)
     policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
-    prompts_file = require(paths.prompts_train, "training prompts (run `lmkl download`)")
-
-    import torch
-
-    from lmkl.assets.prompts import read_prompts
-    from lmkl.models import ModelPair
-    from lmkl.rewards import make_reward
-
-    prompts = read_prompts(prompts_file)
+    prompts = read_prompts(require(paths.prompts_train, "training prompts (run `lmkl download`)"))
     if cfg.train.max_train_prompts is not None:
         prompts = prompts[: cfg.train.max_train_prompts]
-    try:
-        pair = ModelPair.load(policy_dir, policy_dir, dtype=getattr(torch, cfg.model.dtype), device=device)
-        reward = make_reward(cfg.reward.kind, paths.reward, batch_size=cfg.reward.batch_size, device=device)
-    except ValueError as e:
-        raise StageError(str(e)) from e
+    pair, reward = load_pair_and_reward(cfg, policy_dir, device)  # the policy starts as the reference
     return pair, reward, prompts
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 import torch
 
-from lmkl.kl import CROSSFITTED, TokenStats, concat_stats, estimate, summarize
+from lmkl.kl import CROSSFITTED, TokenStats, estimate, summarize
 from lmkl.studies.slicing import nested_slices
 
 
@@ -29,18 +29,10 @@ def sample_stats(
     pair, prompt: str, n: int, *, max_new_tokens: int, temperature: float, generator: torch.Generator, chunk: int
 ) -> TokenStats:
     """Draw n responses to one prompt from pair.p (in chunks of `chunk` rows) and score them: [n, T]."""
-    from lmkl.models import sample, score_rollout
+    from lmkl.models import sample_and_score
 
-    parts = []
-    with torch.no_grad():
-        for start in range(0, n, chunk):
-            ro = sample(
-                pair.p, pair.tokenizer, [prompt], n_per_prompt=min(chunk, n - start),
-                max_new_tokens=max_new_tokens, temperature=temperature, generator=generator,
-                vocab_size=pair.vocab_size,
-            )
-            parts.append(score_rollout(pair, ro, micro_batch=chunk))
-    return concat_stats(parts)
+    return sample_and_score(pair, [prompt], n, max_new_tokens=max_new_tokens, temperature=temperature,
+                            batch_size=chunk, generator=generator).stats
 
 
 def _select(stats: TokenStats, idx: range) -> TokenStats:
