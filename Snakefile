@@ -43,6 +43,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from lmkl.stages.config import ConfigError
+from lmkl.stages.paths import FIGURES, TABLES
 from lmkl.stages.plan import check_stage, plan, snakemake_overrides
 
 try:
@@ -65,13 +66,7 @@ R = PLAN["results"]  # results/<profile>
 F = PLAN["figures"]  # figures/<profile>
 RUNS = [r["name"] for r in PLAN["runs"]]
 GRAD_RUN = PLAN["gradient_points"][1]
-FIGURES = ["variance", "training_curves", "pareto", "gradient_variance", "oracle"]
 FIGURE_EXTS = [*PLAN["config"]["figures"]["formats"], "md"]  # each figure in every format + its caption
-TABLES = [
-    "training.csv", "runs.csv", "pareto_share.csv", "variance.parquet", "variance_summary.csv",
-    "variance_table.csv", "variance_truth.csv", "gradient_variance.csv", "gradient_repetitions.parquet",
-    "oracle_values.csv", "oracle_gradients.csv",
-]
 LMKL = shutil.which("lmkl", path=os.path.dirname(sys.executable)) or shutil.which("lmkl") or "lmkl"
 # One thread per job unless a profile sets more: on a 2-core machine two jobs then run side by side.
 THREADS_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"

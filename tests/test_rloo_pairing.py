@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from lmkl.rloo import epoch_schedule, loo_baseline, original_schedule, per_prompt_schedule
-from lmkl.rloo.pairing import prompt_groups
+
+
+def prompt_groups(samples: torch.Tensor, groups: torch.Tensor, prompt_index: torch.Tensor) -> bool:
+    """True if every baseline group of a micro-batch holds samples of one prompt only."""
+    p = prompt_index[samples]
+    return all(bool((p[groups == g] == p[groups == g][0]).all()) for g in groups.unique())
 
 
 @pytest.mark.parametrize(("P", "k", "mini", "micro"), [(16, 2, 1, 16), (6, 3, 2, 9), (8, 4, 1, 8), (5, 2, 1, 2)])

@@ -17,6 +17,7 @@ from lmkl.kl.stats import TokenStats, concat_stats
 from lmkl.kl.summary import INTERVALS, Estimate, pool_over_prompts, summarize, summarize_estimator
 from lmkl.kl.surrogates import (
     SURROGATE_FORMS,
+    SURROGATES,
     UNBIASED_FORMS,
     kl_surrogate,
     surrogate_from_stats,
@@ -29,6 +30,7 @@ __all__ = [
     "CROSSFIT_BOUNDS",
     "ESTIMATORS",
     "INTERVALS",
+    "SURROGATES",
     "SURROGATE_FORMS",
     "UNBIASED",
     "UNBIASED_FORMS",

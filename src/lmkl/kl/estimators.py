@@ -21,31 +21,31 @@ def sequence_log_ratio(stats: TokenStats) -> torch.Tensor:
     return stats.log_ratio.sum(dim=-1)
 
 
-def mc(stats: TokenStats, **_) -> torch.Tensor:
+def mc(stats: TokenStats) -> torch.Tensor:
     """Monte Carlo (k1): U = Σ_t (logp − logq). Unbiased; often negative."""
     return sequence_log_ratio(stats)
 
 
-def k2(stats: TokenStats, **_) -> torch.Tensor:
+def k2(stats: TokenStats) -> torch.Tensor:
     """½ U². Biased (it matches KL only to second order); ≥ 0; for comparison only."""
     return 0.5 * sequence_log_ratio(stats).square()
 
 
-def k3(stats: TokenStats, **_) -> torch.Tensor:
+def k3(stats: TokenStats) -> torch.Tensor:
     """Sequence-level control variate with α = 1: U + (e^{−U} − 1). Unbiased when supp q ⊆ supp p;
     ≥ 0; its variance is χ²(q‖p)-sized and can explode for long sequences."""
     U = sequence_log_ratio(stats).double()
     return (U + torch.expm1(-U)).to(stats.logp.dtype)
 
 
-def k3_token(stats: TokenStats, **_) -> torch.Tensor:
+def k3_token(stats: TokenStats) -> torch.Tensor:
     """Σ_t [u_t + e^{−u_t} − 1]. Unbiased (per-step support inclusion); every term ≥ 0."""
     u = stats.log_ratio
     terms = torch.where(stats.mask, u + torch.expm1(-u), torch.zeros_like(u))
     return terms.sum(dim=-1)
 
 
-def rb(stats: TokenStats, **_) -> torch.Tensor:
+def rb(stats: TokenStats) -> torch.Tensor:
     """Rao–Blackwellized estimate of KL(p‖q): Σ_t KL(p(·|y<t) ‖ q(·|y<t)).
 
     Unbiased for the sequence-level KL; every value ≥ 0. Ref: Amini, Vieira, Cotterell (2025), δ_RB.
@@ -72,14 +72,14 @@ def _crossfitted(stats: TokenStats, estimator: str, folds: int | None, groups: t
     return torch.where(c == 0, x, x + c * z).to(stats.logp.dtype)
 
 
-def cv_opt(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None, **_) -> torch.Tensor:
+def cv_opt(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None) -> torch.Tensor:
     """U + α (e^{−U} − 1) with the variance-optimal α = −Cov(U, r)/Var(r) ≥ 0, r = q(y)/p(y),
     cross-fitted (`lmkl.kl.crossfit`: other folds or other groups only, shrunk, α ∈ [0, 2]) so that
     the mean stays unbiased; mc until MIN_FIT_SAMPLES samples are outside a fold. Not sign-constrained."""
     return _crossfitted(stats, "cv_opt", folds, groups)
 
 
-def rb_cv(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None, **_) -> torch.Tensor:
+def rb_cv(stats: TokenStats, folds: int | None = None, groups: torch.Tensor | None = None) -> torch.Tensor:
     """C + λ (U − C), with λ = −Cov(C, U − C)/Var(U − C) cross-fitted (`lmkl.kl.crossfit`).
 
     U − C = Σ_t (u_t − KL_t) is a sum of martingale differences (mean exactly 0), so this is
@@ -107,17 +107,24 @@ UNBIASED: frozenset[str] = frozenset(ESTIMATORS) - {"k2"}
 CROSSFITTED: frozenset[str] = frozenset({"cv_opt", "rb_cv"})
 
 
-def estimate(
-    stats: TokenStats, estimator: str, *, folds: int | None = None, groups: torch.Tensor | None = None
-) -> torch.Tensor:
+ESTIMATE_OPTIONS = ("folds", "groups")  # the cross-fitted estimators' options; the others ignore them
+
+
+def estimate(stats: TokenStats, estimator: str, **options) -> torch.Tensor:
     """Per-sequence values [B] of one estimator (see `ESTIMATORS`); their mean is the estimate.
 
-    `folds` and `groups` only matter for the cross-fitted estimators: groups [B] (e.g. the prompt
-    index of each sequence) fits each group's coefficient on the other groups (exactly unbiased; the
-    per-group means stay unbiased for each group's KL); folds = K folds instead of leave-one-out.
+    options: `folds` and `groups`, which only matter for the cross-fitted estimators: groups [B] (e.g.
+    the prompt index of each sequence) fits each group's coefficient on the other groups (exactly
+    unbiased; the per-group means stay unbiased for each group's KL); folds = K folds instead of
+    leave-one-out. Any other keyword is a TypeError naming it and the allowed ones.
     """
+    unknown = sorted(set(options) - set(ESTIMATE_OPTIONS))
+    if unknown:
+        raise TypeError(f"estimate: unexpected keyword {unknown[0]!r}; allowed: {', '.join(ESTIMATE_OPTIONS)}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator: expected one of {sorted(ESTIMATORS)}, got {estimator!r}")
     if not isinstance(stats, TokenStats):
         raise ValueError(f"stats: expected a TokenStats (from lmkl.kl.token_stats), got {type(stats).__name__}")
-    return ESTIMATORS[estimator](stats, folds=folds, groups=groups)
+    if estimator in CROSSFITTED:
+        return ESTIMATORS[estimator](stats, **options)
+    return ESTIMATORS[estimator](stats)

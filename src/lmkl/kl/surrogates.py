@@ -9,6 +9,8 @@ Ref: Amini, Vieira, Cotterell (2025) §4; Tang & Munos (2025) for the causal for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from lmkl.kl.token_stats import TokenStats, token_stats
@@ -34,35 +36,89 @@ def reverse_cumsum(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1).cumsum(-1).flip(-1)
 
 
-def surrogate_terms(stats: TokenStats, form: str) -> torch.Tensor:
-    """Per-position terms [B, T] of the surrogate of `form`, zero where masked; their sum over t is
-    `surrogate_from_stats(stats, form)`. stats: logp and kl carry p_θ's graph (logq is frozen).
-
-    Term t holds what position t contributes: for rb_causal KL_t(θ) + ∇log p(y_t)·stopgrad(Σ_{j>t} KL_j),
-    for mc_causal ∇log p(y_t)·stopgrad(Σ_{j≥t} u_j) (plus u_t in value), for the sequence-level
-    score forms stopgrad(U or Σ KL)·∇log p(y_t), for k3_loss the token's k3. Weighting term t by a
-    constant w_t weights its gradient, which is how an off-policy correction enters.
-    """
-    if form not in SURROGATE_FORMS:
-        raise ValueError(f"form: expected one of {sorted(SURROGATE_FORMS)}, got {form!r}")
-    m = stats.mask
+def _log_ratio(stats: TokenStats) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logp [B, T] with p_θ's graph, u [B, T] = logp − stopgrad(logq), zero where masked)."""
     zero = torch.zeros((), dtype=stats.logp.dtype, device=stats.logp.device)
-    logp, logq = stats.logp, stats.logq.detach()
-    u = torch.where(m, logp - logq, zero)  # [B, T]
-    if form == "mc_seq":
-        U = u.sum(-1, keepdim=True).detach()  # [B, 1]
-        return u.detach() + U * _score(logp)
-    if form == "mc_causal":
-        to_go = reverse_cumsum(u).detach()  # Σ_{j≥t} u_j
-        return u.detach() + _score(logp) * to_go
-    kl = stats.kl
-    if form == "rb_paper":
-        return kl + kl.sum(-1, keepdim=True).detach() * _score(logp)
-    if form == "rb_causal":
-        future = (reverse_cumsum(kl) - kl).detach()  # Σ_{j>t} KL_j
-        return kl + _score(logp) * future
-    # k3_loss: per-token k3 differentiated as a loss (biased: its gradient is not ∇KL).
-    return torch.where(m, u + torch.expm1(-u), zero)
+    return stats.logp, torch.where(stats.mask, stats.logp - stats.logq.detach(), zero)
+
+
+def mc_seq(stats: TokenStats) -> torch.Tensor:
+    """Score-function surrogate: terms u_t + stopgrad(U)·∇log p_θ(y_t), U = Σ_t u_t (value: mc).
+
+    Unbiased for ∇θ KL(p_θ‖q) (E[U ∇log p_θ(y)] = ∇KL); the noisiest form: every token's score is
+    weighted by the whole sequence's log-ratio.
+    Args: stats: TokenStats [B, T], logp carrying p_θ's graph. Returns: [B, T] per-position terms.
+    Ref: Amini, Vieira, Cotterell (2025) §4 (∇δ_MC)."""
+    logp, u = _log_ratio(stats)
+    U = u.sum(-1, keepdim=True).detach()  # [B, 1]
+    return u.detach() + U * _score(logp)
+
+
+def mc_causal(stats: TokenStats) -> torch.Tensor:
+    """Causal score-function surrogate: terms u_t + ∇log p_θ(y_t)·stopgrad(Σ_{j≥t} u_j) (value: mc).
+
+    Unbiased for ∇θ KL(p_θ‖q) (a token's score is independent of the log-ratios before it), with
+    lower variance than mc_seq.
+    Args: stats: TokenStats [B, T], logp carrying p_θ's graph. Returns: [B, T] per-position terms.
+    Ref: Tang & Munos (2025); Amini, Vieira, Cotterell (2025) §4."""
+    logp, u = _log_ratio(stats)
+    to_go = reverse_cumsum(u).detach()  # Σ_{j≥t} u_j
+    return u.detach() + _score(logp) * to_go
+
+
+def rb_paper(stats: TokenStats) -> torch.Tensor:
+    """Rao–Blackwellized surrogate as the authors' code differentiates it: terms
+    KL_t(θ) + stopgrad(Σ_j KL_j)·∇log p_θ(y_t) (value: rb).
+
+    Unbiased for ∇θ KL(p_θ‖q).
+    Args: stats: TokenStats [B, T], logp and kl carrying p_θ's graph. Returns: [B, T] per-position terms.
+    Ref: Amini, Vieira, Cotterell (2025) §4 (∇δ_RB), their released code."""
+    logp, kl = stats.logp, stats.kl
+    return kl + kl.sum(-1, keepdim=True).detach() * _score(logp)
+
+
+def rb_causal(stats: TokenStats) -> torch.Tensor:
+    """Causal Rao–Blackwellized surrogate: terms KL_t(θ) + ∇log p_θ(y_t)·stopgrad(Σ_{j>t} KL_j) (value: rb).
+
+    Unbiased for ∇θ KL(p_θ‖q), with the lowest variance of the forms here (a token's score only
+    multiplies the KL still to come).
+    Args: stats: TokenStats [B, T], logp and kl carrying p_θ's graph. Returns: [B, T] per-position terms.
+    Ref: Amini, Vieira, Cotterell (2025) §4; Tang & Munos (2025) for the causal form."""
+    logp, kl = stats.logp, stats.kl
+    future = (reverse_cumsum(kl) - kl).detach()  # Σ_{j>t} KL_j
+    return kl + _score(logp) * future
+
+
+def k3_loss(stats: TokenStats) -> torch.Tensor:
+    """GRPO-style loss: terms k3_t(θ) = u_t + e^{−u_t} − 1 differentiated directly (value: k3_token).
+
+    BIASED for ∇θ KL(p_θ‖q): its expected gradient is not ∇KL; here so that the bias can be shown.
+    Args: stats: TokenStats [B, T], logp carrying p_θ's graph. Returns: [B, T] per-position terms.
+    Ref: Shao et al. (2024) (GRPO); Amini, Vieira, Cotterell (2025) §4."""
+    _, u = _log_ratio(stats)
+    zero = torch.zeros((), dtype=u.dtype, device=u.device)
+    return torch.where(stats.mask, u + torch.expm1(-u), zero)
+
+
+# form name -> per-position terms [B, T] of its surrogate (SURROGATE_FORMS describes each)
+SURROGATES: dict[str, Callable[[TokenStats], torch.Tensor]] = {
+    "mc_seq": mc_seq,
+    "mc_causal": mc_causal,
+    "rb_paper": rb_paper,
+    "rb_causal": rb_causal,
+    "k3_loss": k3_loss,
+}
+
+
+def surrogate_terms(stats: TokenStats, form: str) -> torch.Tensor:
+    """Per-position terms [B, T] of the surrogate of `form` (`SURROGATES[form]`), zero where masked;
+    their sum over t is `surrogate_from_stats(stats, form)`. stats: logp and kl carry p_θ's graph
+    (logq is frozen). Weighting term t by a constant w_t weights its gradient, which is how an
+    off-policy correction enters.
+    """
+    if form not in SURROGATES:
+        raise ValueError(f"form: expected one of {sorted(SURROGATES)}, got {form!r}")
+    return SURROGATES[form](stats)
 
 
 def surrogate_from_stats(stats: TokenStats, form: str, *, weights: torch.Tensor | None = None) -> torch.Tensor:

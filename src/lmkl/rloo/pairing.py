@@ -80,9 +80,3 @@ def _cut(
             micros.append(MicroBatch(samples[b : b + micro_batch_size], g - g.min()))
         schedule.append(micros)
     return schedule
-
-
-def prompt_groups(samples: torch.Tensor, groups: torch.Tensor, prompt_index: torch.Tensor) -> bool:
-    """True if every baseline group of a micro-batch holds samples of one prompt only (for tests/metrics)."""
-    p = prompt_index[samples]
-    return all(bool((p[groups == g] == p[groups == g][0]).all()) for g in groups.unique())

@@ -27,6 +27,7 @@ import pandas as pd
 from lmkl.stages import runner
 from lmkl.stages.inputs import require
 from lmkl.stages.outputs import write_table
+from lmkl.stages.paths import TABLES
 from lmkl.stages.pipeline_config import PipelineConfig, default_gradient_run, profile_paths, sweep_runs
 
 log = logging.getLogger("lmkl")
@@ -100,6 +101,8 @@ def body(cfg: PipelineConfig) -> None:
     runs, share = pareto_tables(finals)
     tables = {"training.csv": curves, "runs.csv": runs, "pareto_share.csv": share}
     tables |= variance_tables(cfg, paths) | gradient_tables(cfg, paths)
+    if sorted(tables) != sorted(TABLES):  # the Snakefile declares TABLES as this stage's outputs
+        raise runner.StageError(f"aggregate: made tables {sorted(tables)}, declared {sorted(TABLES)} (lmkl.stages.paths)")
     for name, df in tables.items():
         write_table(df, paths.tables / name)
     log.info("aggregate: %d tables → %s; Pareto front shares %s", len(tables), paths.tables,

@@ -18,12 +18,10 @@ import pandas as pd
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
 from lmkl.stages.inputs import require
+from lmkl.stages.paths import FIGURES
 from lmkl.stages.pipeline_config import PipelineConfig, profile_paths
 
 log = logging.getLogger("lmkl")
-
-FIGURES = ("variance", "training_curves", "pareto", "gradient_variance", "oracle")
-
 
 def body(cfg: PipelineConfig) -> None:
     from lmkl import plots
@@ -47,7 +45,8 @@ def body(cfg: PipelineConfig) -> None:
         "gradient_variance": (gradients.figure(gv, og), gradients.caption(gv, og, cfg)),
         "oracle": (oracle.figure(ov), oracle.caption(ov)),
     }
-    for name, (fig, text) in made.items():
+    for name in FIGURES:  # the names the Snakefile declares
+        fig, text = made[name]
         plots.save(fig, out / name, cfg.figures.formats, cfg.figures.dpi)
         atomic_write_text(out / f"{name}.md", text)
     atomic_write_text(out / "variance_table.csv", vt.to_csv(index=False))

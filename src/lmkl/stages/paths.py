@@ -6,6 +6,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The figures the figures stage draws (each in every figures.format + a caption <name>.md) and the
+# tables the aggregate stage writes: the Snakefile, the stages and the report read these names.
+FIGURES: tuple[str, ...] = ("variance", "training_curves", "pareto", "gradient_variance", "oracle")
+TABLES: tuple[str, ...] = (
+    "training.csv", "runs.csv", "pareto_share.csv", "variance.parquet", "variance_summary.csv",
+    "variance_table.csv", "variance_truth.csv", "gradient_variance.csv", "gradient_repetitions.parquet",
+    "oracle_values.csv", "oracle_gradients.csv",
+)
+
 _RUN = re.compile(r"^(?P<estimator>[a-z0-9_]+?)_beta(?P<beta>[0-9.eE+-]+)_seed(?P<seed>\d+)$")
 
 

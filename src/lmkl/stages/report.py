@@ -17,7 +17,7 @@ import logging
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.figures import FIGURES  # the figures whose captions go into the HTML report
+from lmkl.stages.paths import FIGURES  # the figures whose captions go into the HTML report
 from lmkl.stages.pipeline_config import ReportConfig, profile_paths
 from lmkl.stages.runner import StageError
 

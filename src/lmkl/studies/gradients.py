@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from lmkl.kl import surrogate_from_stats
+from lmkl.kl import UNBIASED_FORMS, surrogate_from_stats
 
 
 def select_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> list[tuple[str, torch.nn.Parameter]]:
@@ -106,7 +106,7 @@ def run_gradient_study(
     with torch.enable_grad():  # whatever the caller's mode: the estimates are gradients
         _accumulate(pair, ro, forms, sizes, repetitions, P, tensors, D, moments, rows)
     means = {f: moments[(f, max_m)].sum / repetitions for f in forms}
-    unbiased = [f for f in forms if f != "k3_loss"]
+    unbiased = [f for f in forms if f in UNBIASED_FORMS]
     pooled = torch.stack([means[f] for f in unbiased]).mean(0) if unbiased else None
     summary = []
     for (f, m), mom in moments.items():
