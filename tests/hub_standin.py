@@ -33,6 +33,9 @@ GPT2_REPO, DISTILBERT_REPO, IMDB_REPO = "lvwerra/gpt2-imdb", "lvwerra/distilbert
 REPOS = {GPT2_REPO: "model", DISTILBERT_REPO: "model", IMDB_REPO: "dataset"}
 TOKENIZER_FILES = Path(__file__).parent / "data" / "gpt2_tokenizer"
 N_POSITIONS = 128
+# GPT-2 shapes of the stand-in policy: tiny (the tests), small (GPT-2's own 124 M shape, random weights:
+# benchmarks/gpu_pipeline.py times an RLOO update at the paper's model size with it)
+GPT2_SIZES = {"tiny": {"n_embd": 32, "n_layer": 2, "n_head": 2}, "small": {"n_embd": 768, "n_layer": 12, "n_head": 12}}
 SHORT_REVIEWS = ("Too short to count.", "Fine.")  # below the 200-character filter: never prompts
 
 
@@ -60,13 +63,13 @@ def _add_to_cache(root: Path, repo_id: str, files: Path) -> Path:
     return snap
 
 
-def _gpt2(out: Path) -> None:
+def _gpt2(out: Path, size: str = "tiny") -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     for name in ("vocab.json", "merges.txt"):
         (out / name).write_bytes(gzip.decompress((TOKENIZER_FILES / f"{name}.gz").read_bytes()))
-    config = GPT2Config(vocab_size=50257, n_positions=N_POSITIONS, n_embd=32, n_layer=2, n_head=2,
+    config = GPT2Config(vocab_size=50257, n_positions=N_POSITIONS, **GPT2_SIZES[size],
                         bos_token_id=50256, eos_token_id=50256)
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(out)
@@ -128,12 +131,13 @@ def _imdb(out: Path, split: dict[str, list[dict]]) -> None:
     (out / "README.md").write_text("---\nconfigs:\n- config_name: plain_text\n---\nStand-in for stanfordnlp/imdb (tests only).\n")
 
 
-def build_standin_hub(root: str | Path) -> Path:
-    """Build the three repositories in the hub cache under HF_HOME=`root`; returns `root`."""
+def build_standin_hub(root: str | Path, gpt2_size: str = "tiny") -> Path:
+    """Build the three repositories in the hub cache under HF_HOME=`root`; returns `root`.
+    gpt2_size: the policy's shape, a key of GPT2_SIZES (tiny unless a benchmark needs the real size)."""
     root = Path(root)
     split = imdb_reviews()
     with tempfile.TemporaryDirectory() as tmp:
-        for repo_id, build in ((GPT2_REPO, _gpt2),
+        for repo_id, build in ((GPT2_REPO, lambda out: _gpt2(out, gpt2_size)),
                                (DISTILBERT_REPO, lambda out: _distilbert(out, [r["text"] for r in split["train"]])),
                                (IMDB_REPO, lambda out: _imdb(out, split))):
             files = Path(tmp) / repo_id.replace("/", "--")
