@@ -213,7 +213,7 @@ def test_micro_pipeline_through_slurm(slurm_cluster, tmp_path):
     """The whole DAG (download → pretrain → train → evaluate → studies → aggregate → figures) on a micro
     configuration of the tiny profile, every job submitted to SLURM through profiles/slurm."""
     cmd = snakemake_slurm_command(tmp_path, STAGE_OVERRIDES, [])
-    proc = subprocess.run(cmd, env=slurm_cluster, capture_output=True, text=True, timeout=900)  # a hang guard: ~3 min on an idle 2-core machine
+    proc = subprocess.run(cmd, env=slurm_cluster, capture_output=True, text=True, timeout=1800)  # a hang guard: ~3 min on an idle 2-core machine, 13 min at load 13
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     assert "SLURM jobid" in log  # jobs went through sbatch, not the local executor
