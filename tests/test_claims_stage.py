@@ -54,3 +54,19 @@ def test_report_refuses_too_few_resamples(made, capsys):
     _, o = made
     assert report.main([*o, "report.n_boot=10"]) == 2
     assert "report.n_boot" in capsys.readouterr().err
+
+
+def test_static_report_captions_are_clean_restructuredtext():
+    # report/*.rst and report/tables/*.rst: the captions of `snakemake --report` (no docutils warning)
+    import io
+    from pathlib import Path
+
+    import docutils.core
+
+    files = sorted(Path("report").rglob("*.rst"))
+    assert files
+    for f in files:
+        err = io.StringIO()
+        text = f.read_text().replace('{{ snakemake.config.get("profile", "tiny") }}', "tiny")  # the Jinja2 part
+        docutils.core.publish_string(text, writer="html", settings_overrides={"warning_stream": err, "report_level": 2})
+        assert not err.getvalue(), (f, err.getvalue())
