@@ -41,12 +41,17 @@ def test_rep_bootstrap_is_paired_across_rows():
     assert hi1 - lo1 > 0.2
 
 
-def test_seed_bootstrap_needs_two_seeds():
+def test_seed_bootstrap_needs_three_seeds():
+    # two seeds give 3 distinct resamples: their range is no 95 % interval, so no verdict (MIN_SEEDS)
     rng = np.random.default_rng(0)
-    v, lo, hi = paired_seed_mean(np.array([[1.0], [2.0]]), 100, rng)
-    assert v == 1.5 and np.isnan(lo) and np.isnan(hi)
+    v, lo, hi = paired_seed_mean(np.array([[1.0, 3.0], [2.0, 4.0]]), 100, rng)
+    assert v == 2.5 and np.isnan(lo) and np.isnan(hi)
     v, lo, hi = seed_bootstrap(1, lambda idx: 0.7, 100, rng)
     assert v == 0.7 and np.isnan(lo)
+    v, lo, hi = seed_bootstrap(2, lambda idx: float(idx.mean()), 100, rng)
+    assert v == 0.5 and np.isnan(lo) and np.isnan(hi)
+    v, lo, hi = seed_bootstrap(3, lambda idx: float(idx.mean()), 500, rng)
+    assert v == 1.0 and 0.0 <= lo < 1.0 < hi <= 2.0
 
 
 def test_paired_seed_mean_resamples_columns():

@@ -41,7 +41,8 @@ def preamble(cfg: ReportConfig, tables) -> str:
         f"{len(cfg.sweep.seeds)} seeds, {cfg.train.steps} updates each). Intervals: percentile bootstrap, "
         f"{cfg.report.n_boot} resamples (numpy seed {cfg.report.seed}). Tables: results/{cfg.profile.name}/tables/; "
         "rules: `lmkl.studies.claims`. With S seeds the seed bootstrap has only C(2S−1, S) distinct resamples "
-        "(10 for S = 3): its intervals are optimistic, read them as a lower bound on the uncertainty."
+        "(10 for S = 3): its intervals are optimistic, read them as a lower bound on the uncertainty; with "
+        "fewer than 3 seeds the claims resampled over seeds get no interval ([–, –]) and stay inconclusive."
     )
 
 

@@ -11,7 +11,8 @@ two-stage bootstrap overstates the variance (Davison & Hinkley 1997, §3.8; by a
 i.i.d. values). Where the repetitions are the only independent level (the gradient study: every
 estimate pools all prompts) they are resampled (`rep_bootstrap`), jointly across forms.
 Percentile intervals (`percentile_interval`). With few seeds the seed bootstrap is optimistic: S
-seeds give only C(2S − 1, S) distinct resamples (10 for S = 3), and one seed gives none — then the
+seeds give only C(2S − 1, S) distinct resamples (10 for S = 3); two seeds give 3, whose percentile
+"interval" is just the range of three values and no 95 % statement at all, so below MIN_SEEDS the
 interval is NaN and the claim inconclusive.
 """
 
@@ -22,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 LEVEL = 0.95
+MIN_SEEDS = 3  # the fewest seeds for which a seed bootstrap is given a verdict (module docstring)
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -39,8 +41,8 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[floa
 
 
 def seed_resamples(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """[n_boot, n_seeds] seed indices drawn with replacement; an empty array when n_seeds < 2."""
-    if n_seeds < 2:
+    """[n_boot, n_seeds] seed indices drawn with replacement; an empty array when n_seeds < MIN_SEEDS."""
+    if n_seeds < MIN_SEEDS:
         return np.empty((0, n_seeds), dtype=int)
     return rng.integers(0, n_seeds, size=(n_boot, n_seeds))
 
@@ -65,7 +67,7 @@ def seed_bootstrap(
     n_seeds: int, stat: Callable[[np.ndarray], float], n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float, float]:
     """(stat(all seeds), low, high) for a statistic of a multiset of seed indices (e.g. the front share
-    of the runs of those seeds); NaN interval with fewer than two seeds."""
+    of the runs of those seeds); NaN interval with fewer than MIN_SEEDS seeds."""
     value = float(stat(np.arange(n_seeds)))
     idx = seed_resamples(n_seeds, n_boot, rng)
     if idx.size == 0:
