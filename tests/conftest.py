@@ -17,10 +17,10 @@ from hub_standin import build_standin_hub
 from lmkl.exact import counterexample, random_tabular_pair
 from lmkl.kl.backends import auto_cpu
 
-# backend="auto" on CPU compiles once a process has spent COMPILE_AFTER_S seconds in token statistics
+# backend="auto" on CPU compiles once a process has spent its budget of seconds in token statistics
 # (a long job); one test process is not one, and a compilation in the middle of the suite would make
 # test times depend on test order. Backends are tested by name; test_backends_auto sets its own.
-auto_cpu.COMPILE_AFTER_S = float("inf")
+auto_cpu.COMPILE_AFTER_S = auto_cpu.COMPILE_AFTER_TRAIN_S = float("inf")
 
 # Seeds of the random tabular toys used across the statistical tests (2 letters + EOS, ≤ 3 letters:
 # 15 strings each).

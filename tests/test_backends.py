@@ -159,7 +159,8 @@ def test_no_real_position(backend):
 
 
 def test_compiled_does_not_recompile_across_shapes():
-    """After one call per (dtype, need_p, need_q), new batch sizes and vocabularies reuse the graphs."""
+    """After one call per (dtype, need_p, need_q) and per variant (a padded batch read through a row
+    index, or every position real), new batch sizes and vocabularies reuse the graphs."""
     import torch._dynamo
 
     def run(B, T, V, every_position_real=False):
@@ -170,6 +171,7 @@ def test_compiled_does_not_recompile_across_shapes():
         kl_surrogate(zp, zq, tokens, mask, backend="compiled").sum().backward()
 
     run(2, 5, 300)
+    run(2, 5, 300, every_position_real=True)
     with torch._dynamo.config.patch(error_on_recompile=True):
         for B, T, V, full in [(1, 1, 300, True), (3, 7, 300, False), (2, 9, 517, True), (4, 33, 1271, False)]:
             run(B, T, V, full)

@@ -1,5 +1,5 @@
 """`auto` on CPU: `chunked` (timed) until COMPILE_AFTER_S seconds are spent, then `compiled` for
-calls without gradients; calls to be differentiated stay with `chunked`.
+calls without gradients; calls to be differentiated switch after COMPILE_AFTER_TRAIN_S.
 
 The compiled backend itself is checked in test_backends.py; here a spy stands in for it, so the
 policy's routing is tested without paying a compilation.
@@ -58,7 +58,9 @@ def test_compiled_once_the_budget_is_spent(policy, monkeypatch):
     spent = policy.spent_s
     token_stats(zp, zq, tokens, mask)
     assert len(policy.spy_calls) == 1 and policy.spent_s == spent
-    # A call to be differentiated stays with chunked (and is timed); under no_grad it is compiled.
+    # A call to be differentiated stays with chunked (and is timed) until its own budget is spent;
+    # under no_grad it is compiled.
+    monkeypatch.setattr(auto_cpu, "COMPILE_AFTER_TRAIN_S", 3600.0)
     zp.requires_grad_()
     assert _auto_choice(zp) == "chunked"
     token_stats(zp, zq, tokens, mask).kl.sum().backward()
@@ -66,6 +68,10 @@ def test_compiled_once_the_budget_is_spent(policy, monkeypatch):
     with torch.no_grad():
         token_stats(zp, zq, tokens, mask)
     assert len(policy.spy_calls) == 2
+    monkeypatch.setattr(auto_cpu, "COMPILE_AFTER_TRAIN_S", policy.spent_s)  # training's budget spent too
+    assert _auto_choice(zp) == "compiled"
+    token_stats(zp, zq, tokens, mask).kl.sum().backward()
+    assert len(policy.spy_calls) == 3
 
 
 def test_a_failing_compiler_falls_back_to_chunked(policy, monkeypatch):

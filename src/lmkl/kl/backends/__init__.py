@@ -30,7 +30,8 @@ RowStatsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Te
 #   torch     reference: autograd through log_softmax (saves [N, V] activations)
 #   chunked   row chunks in parallel on single-threaded workers, analytic backward, saves only the
 #             inputs (the CPU default, until `compiled` is amortized: auto_cpu)
-#   compiled  the chunked bodies through torch.compile (first call per process compiles, 10-30 s)
+#   compiled  whole-batch Inductor kernels for the forward and the analytic backward (each graph
+#             compiles on its first call in a process, seconds)
 #   triton    single-pass online-softmax kernel and fused backward (CUDA; CPU only under the
 #             interpreter, TRITON_INTERPRET=1); registered when triton is importable
 BACKENDS: dict[str, RowStatsFn] = {"torch": torch_rows, "chunked": chunked_rows, "compiled": compiled_rows}
@@ -68,9 +69,8 @@ def resolve(backend: str, logits: torch.Tensor) -> RowStatsFn:
 
 
 def _auto_choice(logits: torch.Tensor) -> str:
-    """CUDA: the Triton kernel when importable, else `compiled`. CPU: `chunked`, then `compiled` for
-    calls without gradients once the process has spent `auto_cpu.COMPILE_AFTER_S` seconds in token
-    statistics (see auto_cpu)."""
+    """CUDA: the Triton kernel when importable, else `compiled`. CPU: `chunked`, then `compiled` once
+    the process has spent the budget of `auto_cpu` seconds in token statistics (see auto_cpu)."""
     if logits.device.type == "cuda":
         return "triton" if HAS_TRITON else "compiled"
     if logits.device.type == "cpu":

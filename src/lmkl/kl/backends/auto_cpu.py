@@ -1,26 +1,24 @@
-"""`auto` on CPU: `chunked` until compiling is paid for, then `compiled` for calls without gradients.
+"""`auto` on CPU: `chunked` until compiling is paid for, then `compiled`.
 
-`compiled` is faster per forward call in steady state (benchmarks/README.md), but its first call in
-a process compiles for ~20-70 s (per dtype, and again for each backward variant), longer than a
-whole evaluation on the tiny profile takes. So `auto` starts with `chunked` and times every forward
-call; once the process has spent COMPILE_AFTER_S seconds in them, it is a long job (a study, an
-evaluation over many prompts) and later calls go to `compiled`. This is the ski-rental rule: switch
-when the time already spent, repeated once more, would save the compile time at the measured
-per-call gain, so a job pays at most about twice what the better choice in hindsight would have
-cost. `benchmarks/auto_crossover.py` measures the compile time and the gain; COMPILE_AFTER_S is its
-forwards-only crossover, rounded (figures in benchmarks/README.md).
+`compiled` is faster per call in steady state (benchmarks/README.md: whole-batch Inductor kernels,
+forward and forward+backward about 2× `chunked`), but its first call in a process compiles for
+several seconds per graph (per dtype, per padded/unpadded batch, and the backward once more), longer
+than a one-shot `lmkl estimate` or a short evaluation takes. So `auto` starts with `chunked` and times
+every forward call; once the process has spent a budget of seconds in them it is a long job (a study,
+an evaluation over many prompts, a training run) and later calls go to `compiled`. This is the
+ski-rental rule: switch when the time already spent, repeated once more, would save the compile time
+at the measured per-call gain, so a job pays at most about twice what the better choice in hindsight
+would have cost. `benchmarks/auto_crossover.py` measures the compile time and the gains; the two
+budgets are its crossovers, rounded up (figures in benchmarks/README.md): COMPILE_AFTER_S for calls
+without gradients, COMPILE_AFTER_TRAIN_S for calls that will be differentiated (only their forward
+is timed here, and their switch also compiles the backward graph).
 
-Calls that will be differentiated (grad mode on and a logits tensor requiring grad: training) stay
-with `chunked`: its backward runs chunks on single-threaded workers, and `compiled` forward+backward
-was not faster on the shared 2-core machine (auto_crossover: −34 % at load 13), so no compile time
-is ever repaid there.
-
-`compiled` must also earn its place: its per-logit time over TRIAL_CALLS calls (after the compiling
-one) is compared with `chunked`'s so far, and if it is not faster `auto` goes back to `chunked` for
-good. On the shared dev machine it often was not (benchmarks/README.md: at load 13-23 `chunked` on
-its worker pool beat `compiled` in most runs), so a fixed rule would have made long jobs slower.
-If the compiler fails (no C++ toolchain, an unsupported platform), a warning says so and `auto`
-stays with `chunked` for the rest of the process. Set COMPILE_AFTER_S = math.inf to never compile.
+`compiled` must also earn its place: its per-logit forward time over TRIAL_CALLS calls (after the
+first, compiling, one) is compared with `chunked`'s so far, and if it is not faster `auto` goes back
+to `chunked` for good (on a machine whose compiler emits slow code, or where the cores are so
+contended that the worker pool of `chunked` wins). If the compiler fails (no C++ toolchain, an
+unsupported platform), a warning says so and `auto` stays with `chunked` for the rest of the process.
+Set both budgets to math.inf to never compile.
 """
 
 from __future__ import annotations
@@ -34,11 +32,11 @@ import torch
 from lmkl.kl.backends.chunked import chunked_rows
 from lmkl.kl.backends.compiled import compiled_rows
 
-# Forward seconds in `chunked` after which `auto` tries `compiled` for calls without gradients: the
-# forwards-only crossover of benchmarks/auto_crossover.py on the shared 2-core dev machine at load 13
-# (cold compile 65 s, compiled forward 55 % faster: 119 s). At load 20 it measured a 2 % gain (a
-# crossover of hours): TRIAL_CALLS below catches such machines. See benchmarks/README.md.
-COMPILE_AFTER_S = 120.0
+# Forward seconds in `chunked` after which `auto` tries `compiled`: the crossovers of
+# benchmarks/auto_crossover.py (N = 512, V = 50257, 2 threads, cold Inductor cache) on the 2-core dev
+# machine, rounded up; see benchmarks/README.md.
+COMPILE_AFTER_S = 30.0  # calls without gradients
+COMPILE_AFTER_TRAIN_S = 30.0  # calls to be differentiated
 
 
 # Timed `compiled` calls (after the one that compiles) before `auto` compares its speed with
@@ -60,7 +58,8 @@ class _Policy:
         self.lock = threading.Lock()
 
     def choice(self, needs_grad: bool = False) -> str:
-        if not needs_grad and not self.compiled_failed and self.spent_s >= COMPILE_AFTER_S:
+        budget = COMPILE_AFTER_TRAIN_S if needs_grad else COMPILE_AFTER_S
+        if not self.compiled_failed and self.spent_s >= budget:
             return "compiled"
         return "chunked"
 
@@ -83,7 +82,7 @@ POLICY = _Policy()
 
 def auto_cpu_rows(logits_p: torch.Tensor, logits_q: torch.Tensor, tokens: torch.Tensor, rows=None):
     """Backend function (see lmkl.kl.backends): `chunked`, timed, or `compiled` once amortized
-    (without gradients only) and as long as it is faster here."""
+    and as long as it is faster here."""
     needs_grad = torch.is_grad_enabled() and (logits_p.requires_grad or logits_q.requires_grad)
     elems = (logits_p.shape[0] if rows is None else rows.shape[0]) * logits_p.shape[-1]  # logits read
     if POLICY.choice(needs_grad) == "compiled":

@@ -50,16 +50,14 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_executor.cache_clear)
 
 
-def run_chunks(body: Callable[[int], None], chunks: int, workers: int | None = None, inline_one: bool = True) -> None:
+def run_chunks(body: Callable[[int], None], chunks: int, workers: int | None = None) -> None:
     """Call body(i) for i in range(chunks), in parallel on `workers` single-threaded workers.
 
     `body` writes its results itself (each chunk into its own slice). One chunk, or one worker, runs
-    inline in the caller's thread with the caller's thread count, unless `inline_one` is False: the
-    `compiled` bodies always run on the workers, so that Inductor generates (and caches) them for
-    one thread, never an OpenMP team per chunk. Exceptions propagate.
+    inline in the caller's thread with the caller's thread count. Exceptions propagate.
     """
     workers = torch.get_num_threads() if workers is None else workers
-    if inline_one and (chunks <= 1 or workers <= 1):
+    if chunks <= 1 or workers <= 1:
         for i in range(chunks):
             body(i)
         return

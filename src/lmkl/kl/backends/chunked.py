@@ -13,8 +13,8 @@ The forward saves only the inputs (in their own dtype) and one per-row scalar (K
 recomputes log p and log q one chunk at a time, so no float32 [N, V] temporary ever exists beyond one
 chunk (the gradients themselves are [N, V] in the inputs' dtype, as with any backend).
 
-`chunk_forward` and `chunk_backward` are the chunk bodies; the `compiled` and `fused_linear` backends
-reuse them. They take rows already in the accumulation dtype. On CPU the chunks run in parallel,
+`chunk_forward` and `chunk_backward` are the chunk bodies; the `fused_linear` backend reuses them
+(the `compiled` backend has whole-batch kernels of its own). They take rows already in the accumulation dtype. On CPU the chunks run in parallel,
 one per single-threaded worker (`chunk_pool`): the speed then holds up when other processes share
 the cores (benchmarks/README.md); each chunk writes only its own rows, so results do not depend on
 the order in which chunks finish.
@@ -67,28 +67,6 @@ def chunk_forward(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tupl
     # so take the NaN from log q of the sampled token (NaN for the whole row) instead.
     kl = torch.where(torch.isnan(logq_y), logq_y, kl)
     return logp_y, logq_y, kl
-
-
-def chunk_forward_for_compile(zp: torch.Tensor, zq: torch.Tensor, tok: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`chunk_forward` as one pass over the logits after their maxima, the form Inductor fuses into
-    a max loop and one loop with two exponentials per logit pair (as many as the MC minimum's two
-    logsumexps need). With x = z − max z per row (the Triton kernel's centring, see its module doc):
-
-        s = Σ exp x,   a = Σ exp(x_p) (x_p − x_q),   KL = a / s_p − log s_p + log s_q.
-
-    Centring on the maxima keeps a of the order of the KL itself (no large logit means cancel).
-    p = 0 terms add nothing; p > 0 = q gives a = +inf, so KL = +inf; NaN logits give NaN, as in
-    `chunk_forward`. Eager mode prefers `chunk_forward` (this form is many small passes there)."""
-    m_p, m_q = zp.amax(dim=-1, keepdim=True), zq.amax(dim=-1, keepdim=True)  # [n, 1]
-    xp, xq = zp - m_p, zq - m_q  # [n, V], ≤ 0
-    ep = xp.exp()
-    s_p, s_q = ep.sum(dim=-1), xq.exp().sum(dim=-1)  # [n]
-    a = torch.where(ep > 0, ep * (xp - xq), 0.0).sum(dim=-1)
-    log_sp, log_sq = s_p.log(), s_q.log()
-    idx = tok.unsqueeze(-1)  # [n, 1]
-    logp_y = (xp.gather(-1, idx)).squeeze(-1) - log_sp
-    logq_y = (xq.gather(-1, idx)).squeeze(-1) - log_sq
-    return logp_y, logq_y, a / s_p - log_sp + log_sq
 
 
 def chunk_backward(
@@ -181,10 +159,9 @@ class ChunkedRowStats(torch.autograd.Function):
         return grad_p, grad_q, None, None, None, None, None, None
 
 
-# How ChunkedRowStats runs its chunks: in order in the caller's thread ("inline", GPUs), across the
-# single-threaded workers of chunk_pool with a lone chunk run inline ("pool"), or always on the
-# workers ("workers": compiled bodies, which Inductor must generate for one thread).
-SCHEDULES = ("inline", "pool", "workers")
+# How ChunkedRowStats runs its chunks: in order in the caller's thread ("inline", GPUs), or across the
+# single-threaded workers of chunk_pool with a lone chunk run inline ("pool", CPU).
+SCHEDULES = ("inline", "pool")
 
 
 def _run(chunk, chunks: int, schedule: str) -> None:
@@ -193,7 +170,7 @@ def _run(chunk, chunks: int, schedule: str) -> None:
         for i in range(chunks):
             chunk(i)
     else:
-        run_chunks(chunk, chunks, inline_one=schedule == "pool")
+        run_chunks(chunk, chunks)
 
 
 def _chunk(logits_p, logits_q, tokens, sl: slice, index):
