@@ -1,7 +1,8 @@
 """lmkl.integrations.trl: the KL term inside TRL's GRPO/RLOO trainers (tiny random GPT-2s, CPU, float64).
 
-1. The integrated term's gradient (trainer loss − TRL's own loss) equals β·∇ mean kl_surrogate on the
-   same batch, computed from the two models' full logits (the hidden-state path never forms them).
+1. The integrated term's gradient (trainer loss − the same loss at β = 0) equals β·∇ mean kl_surrogate
+   on the same batch, computed from the two models' full logits (the hidden-state path never forms
+   them); TRL's own loss scored through lmkl's shared head has TRL's gradient to float32 rounding.
 2. With β = 0 the trainers are TRL's: the same parameters after two steps, bit for bit.
 3. Bad options are refused with the key's name.
 The 2-process accelerate equivalence is in test_integrations_trl_ddp.py.
@@ -16,6 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from lmkl.integrations.trl import KL_GRADIENTS, RBGRPOTrainer, RBRLOOTrainer
+from lmkl.integrations.trl.mixin import REF_HIDDEN
+from lmkl.integrations.trl.shared_head import SharedPolicyHead, shared_policy_head
 from lmkl.kl import kl_surrogate, surrogate_from_stats, token_stats
 from lmkl.models.testing import build_tiny_gpt2, build_tiny_tokenizer
 
@@ -76,17 +79,31 @@ def test_integrated_term_gradient_equals_kl_surrogate(kind, dirs, tmp_path):
     T = tokens.shape[1]  # completion positions
     assert bool(mask.any())
 
+    # TRL's own loss, scored by its own fused head, and the same loss scored by lmkl's shared head
+    # (kl_beta = 0: the KL term is 0): the policy's log-probs now come from lmkl's pass (float64 here),
+    # TRL's kernel accumulates in float32, so the two agree to float32 rounding (~1e-7 relative; 1e-5
+    # allowed), not bit for bit.
+    # (Advantages drawn at random so that TRL's own loss has a gradient; the KL term ignores them.)
+    inputs["advantages"] = torch.randn(inputs["advantages"].shape, generator=torch.Generator().manual_seed(1), dtype=inputs["advantages"].dtype)
     g_trl = _grads(model, TRLTrainer._compute_loss(tr, model, inputs))
+    tr.kl_beta = 0.0
+    g_shared = _grads(model, tr._compute_loss(model, inputs))
+    tr.kl_beta = beta
+    assert float(g_trl.abs().max()) > 1e-3
+    torch.testing.assert_close(g_shared, g_trl, rtol=0, atol=1e-5 * float(g_trl.abs().max()))
     logits_q = tr.kl_ref_model(input_ids=ids, attention_mask=attn).logits[:, -T - 1 : -1] / tau
+    # GRPO is on-policy here (no old log-probs: weight 1 exactly); RLOO's weight exp(Σ log p − old log p)
+    # compares lmkl's float64 log-probs with the rollout's float32 ones from TRL's kernel: 1 ± ~1e-6.
+    tol = 1e-9 if kind == "grpo" else 1e-5
     for form in KL_GRADIENTS:
         tr.kl_gradient = form
-        g_term = _grads(model, tr._compute_loss(model, inputs)) - g_trl
+        g_term = _grads(model, tr._compute_loss(model, inputs)) - g_shared
         logits_p = model(input_ids=ids, attention_mask=attn).logits[:, -T - 1 : -1] / tau  # full [B, T, V]
         g_ref = _grads(model, beta * kl_surrogate(logits_p, logits_q.detach(), tokens, mask, form).mean())
         assert float(g_ref.abs().max()) > 1e-3  # the models differ: a real gradient, not two zeros
         # float64 throughout; the term is the difference of two gradients of size ~1, so rounding is
-        # ~1e-14. RLOO's importance weight exp(Σ log p − old log p) is 1 up to the same rounding.
-        torch.testing.assert_close(g_term, g_ref, rtol=0, atol=1e-9 * float(g_ref.abs().max()))
+        # ~1e-14 (and the weight's, above, for RLOO).
+        torch.testing.assert_close(g_term, g_ref, rtol=0, atol=tol * float(g_ref.abs().max()))
     assert {"kl/mc", "kl/rb", "kl/k3"} <= set(tr._metrics["train"])
 
     # Off-policy (a later PPO iteration): the old log-probs differ from the current ones, and the term
@@ -101,8 +118,10 @@ def test_integrated_term_gradient_equals_kl_surrogate(kind, dirs, tmp_path):
     else:
         inputs["old_logps"] = ((logps - shift) * mask).sum(-1)
         weights = (shift * mask).sum(-1).exp()  # [B]
-    g_trl = _grads(model, TRLTrainer._compute_loss(tr, model, inputs))
-    g_term = _grads(model, tr._compute_loss(model, inputs)) - g_trl
+    tr.kl_beta = 0.0
+    g_shared = _grads(model, tr._compute_loss(model, inputs))
+    tr.kl_beta = beta
+    g_term = _grads(model, tr._compute_loss(model, inputs)) - g_shared
     logits_p = model(input_ids=ids, attention_mask=attn).logits[:, -T - 1 : -1] / tau
     stats = token_stats(logits_p, logits_q.detach(), tokens, mask)
     g_ref = _grads(model, beta * surrogate_from_stats(stats, "rb_causal", weights=weights).mean())
@@ -110,6 +129,34 @@ def test_integrated_term_gradient_equals_kl_surrogate(kind, dirs, tmp_path):
     # 8 terms of total size ~20, carries ~2e-6 rounding, so 1e-5 relative; without the weights the
     # gradient would be off by ~|shift| = 0.2 relative.
     torch.testing.assert_close(g_term, g_ref, rtol=0, atol=1e-5 * float(g_ref.abs().max()))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_shared_head_gives_trl_its_log_probs_and_entropies(kind, dirs, tmp_path):
+    """TRL's per-token log-probs and entropies from lmkl's shared head equal those of TRL's own fused
+    head (float32 inside: 1e-5), padding positions included (0), for one and for several micro-batches."""
+    p_dir, q_dir = dirs
+    _, _, RBTrainer = KINDS[kind]
+    args = _config(kind, tmp_path, beta=0.1, temperature=0.7)
+    tr = RBTrainer(_load(p_dir), reward, args=args, train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+                   processing_class=AutoTokenizer.from_pretrained(p_dir), ref_model=_load(q_dir))  # fmt: skip
+    inputs = tr._generate_and_score_completions([{"prompt": s} for s in PROMPTS[:2] for _ in range(2)])
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    T = inputs["completion_ids"].shape[1]
+    w_q = tr.kl_ref_model.get_output_embeddings().weight
+    with torch.no_grad():
+        want = tr._get_per_token_logps_and_entropies(tr.model, ids, attn, T, compute_entropy=True)[:2]
+        for micro in (None, 3):  # one forward; two (3 + 1 sequences)
+            head = SharedPolicyHead(inputs[REF_HIDDEN], w_q, inputs["completion_ids"], inputs["completion_mask"],
+                                    inputs["prompt_ids"].shape[1])  # fmt: skip
+            tr._kl_head = head
+            with shared_policy_head(head):
+                got = tr._get_per_token_logps_and_entropies(tr.model, ids, attn, T, batch_size=micro, compute_entropy=True)[:2]
+            tr._kl_head = None
+            assert head.next_sequence == ids.shape[0] and head.stats().kl.abs().sum() > 0
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g.double(), w.double(), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -9,7 +9,7 @@
 Pure tensor math (torch only): this package never imports transformers or any other lmkl layer.
 """
 
-from lmkl.kl.backends.fused_linear import token_stats_from_hidden
+from lmkl.kl.backends.fused_linear import row_stats_from_hidden, token_stats_from_hidden
 from lmkl.kl.crossfit import BOUNDS as CROSSFIT_BOUNDS
 from lmkl.kl.crossfit import crossfit_coefficients
 from lmkl.kl.estimators import CROSSFITTED, ESTIMATORS, UNBIASED, control_variate_pair, estimate
@@ -42,6 +42,7 @@ __all__ = [
     "estimate",
     "kl_surrogate",
     "pool_over_prompts",
+    "row_stats_from_hidden",
     "summarize",
     "summarize_estimator",
     "surrogate_from_stats",

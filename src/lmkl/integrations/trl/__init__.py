@@ -8,7 +8,8 @@
 The trainers add β · mean_y kl_surrogate(y) to TRL's loss (`lmkl.kl.surrogate_from_stats`, with TRL's
 own importance weights in its off-policy iterations) and switch TRL's own KL term off. The per-token
 statistics come from the policy's and the reference's final hidden states through their lm_heads,
-chunk by chunk (`lmkl.kl.token_stats_from_hidden`): no [B, T, V] tensor of either model is kept.
+chunk by chunk (`lmkl.kl.row_stats_from_hidden`), in the same pass that gives TRL its log-probabilities
+(`shared_head`): no [B, T, V] tensor of either model is kept.
 """
 
 from lmkl.integrations.trl.mixin import KL_GRADIENTS, KL_LOGGED, LMKLMixin

@@ -3,12 +3,14 @@
 Per step, on the local batch of B sequences with T completion positions:
 
     rollout:  h_q = reference backbone(prompt + completion)[:, -T-1:-1]     [B, T, H], no grad, stored
-    loss:     h_p = the policy backbone's output in TRL's own loss forward  [B, T, H] (captured by a hook)
-              stats = token_stats_from_hidden(h_p, W_p, h_q, W_q, completion, mask, temperature=τ)
+    loss:     TRL's own policy forward; its fused head is replaced for that forward (shared_head) by
+              one pass over the policy's hidden rows h_p that gives TRL its log p_θ(y_t) and entropies
+              and gives lmkl  stats = row_stats_from_hidden(h_p, W_p, h_q, W_q, completion, τ)
               loss += β · mean_b Σ_t w_bt · term_bt(form)       (surrogate_terms; w: TRL's IS weights)
 
 so the reference is scored once per rollout (its backbone only: no [B, T, V] logits), the policy's
-backbone is not run a second time, and the statistics are computed chunk by chunk over positions.
+backbone and lm_head run once for TRL's loss and the KL together, and the statistics are computed
+chunk by chunk over positions.
 The term is scaled for gradient accumulation exactly as the trainer's own loss is, so the update of
 an optimizer step is β · ∇ mean over all its sequences (all micro-batches, all processes).
 """
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from lmkl.kl import estimate, surrogate_from_stats, token_stats_from_hidden
+from lmkl.integrations.trl.shared_head import SharedPolicyHead, shared_policy_head
+from lmkl.kl import TokenStats, estimate, surrogate_from_stats
 
 # Gradient forms (lmkl.kl.SURROGATE_FORMS) the trainers offer: the two causal unbiased ones and GRPO's
 # k3-as-a-loss (biased; for comparison).
@@ -108,7 +111,7 @@ class LMKLMixin:
         super().__init__(model, reward_funcs, trl_args, *more, **kwargs)
         self.kl_beta, self.kl_gradient = beta, kl_gradient
         self.kl_ref_model = None if ref_model is None else self._prepare_kl_reference(ref_model)
-        self._kl_trl_logps: list[torch.Tensor] | None = None
+        self._kl_head: SharedPolicyHead | None = None  # set during the policy's loss forward
 
     # --- the reference: built and placed like TRL's own -----------------------------------------
 
@@ -164,50 +167,42 @@ class LMKLMixin:
 
     # --- the loss ---------------------------------------------------------------------------------
 
-    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
-        out = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
-        if self._kl_trl_logps is not None:  # inside _compute_loss: keep TRL's log p_θ for its importance weights
-            self._kl_trl_logps.append(out[0].detach())
-        return out
+    def _get_per_token_logps_and_entropies(self, model, input_ids, *args, **kwargs):
+        if self._kl_head is not None:  # inside _compute_loss: the micro-batch TRL scores the policy in
+            batch_size = kwargs.get("batch_size", args[2] if len(args) > 2 else None)
+            self._kl_head.micro_batch = batch_size or input_ids.size(0)
+        return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
 
     def _compute_loss(self, model, inputs):
         if self.kl_ref_model is None:
             return super()._compute_loss(model, inputs)
-        unwrapped = self.accelerator.unwrap_model(model)
-        captured: list[torch.Tensor] = []
-        hook = _backbone(unwrapped).register_forward_hook(lambda _m, _a, out: captured.append(out.last_hidden_state))
-        self._kl_trl_logps = []
+        # TRL's policy forward scores through SharedPolicyHead: TRL's log-probs and entropies and the
+        # KL statistics from one pass over the policy's lm_head (see shared_head).
+        head = SharedPolicyHead(
+            inputs[REF_HIDDEN], _lm_head(self.accelerator.unwrap_model(self.kl_ref_model)).weight.detach(),
+            inputs["completion_ids"], inputs["completion_mask"], inputs["prompt_ids"].shape[1],
+        )  # fmt: skip
+        self._kl_head = head
         try:
-            loss = super()._compute_loss(model, inputs)  # TRL's forward of the policy fills `captured`
-            trl_logps = torch.cat(self._kl_trl_logps)  # [B, T] TRL's own log p_θ(y_t), detached
+            with shared_policy_head(head):
+                loss = super()._compute_loss(model, inputs)
         finally:
-            hook.remove()
-            self._kl_trl_logps = None
-        if not captured:
-            raise RuntimeError("the policy's backbone did not run in the trainer's loss (unexpected TRL version?)")
-        T = inputs["completion_ids"].shape[1]  # completion positions
-        hidden_p = torch.cat([h[:, -T - 1 : -1] for h in captured])  # [B, T, H], p_θ's graph
-        return loss + self._kl_loss(unwrapped, inputs, hidden_p, trl_logps)
+            self._kl_head = None
+        return loss + self._kl_loss(inputs, head.stats())
 
-    def _kl_loss(self, policy: torch.nn.Module, inputs: dict, hidden_p: torch.Tensor, trl_logps: torch.Tensor) -> torch.Tensor:
-        """β · mean_b Σ_t w_bt term_bt, scaled for gradient accumulation like the trainer's loss; logs kl/*."""
+    def _kl_loss(self, inputs: dict, stats: TokenStats) -> torch.Tensor:
+        """β · mean_b Σ_t w_bt term_bt, scaled for gradient accumulation like the trainer's loss; logs kl/*.
+
+        stats: the batch's TokenStats [B, T] in p_θ's graph; stats.logp are also TRL's own log p_θ(y_t)
+        of this forward (the same pass), from which TRL's importance weights are formed."""
         mode = "train" if self.model.training else "eval"
-        mask = inputs["completion_mask"].bool()
-        if "tool_mask" in inputs:
-            mask = mask & inputs["tool_mask"].bool()
-        hidden_q = inputs[REF_HIDDEN]
-        w_p = _lm_head(policy).weight
-        w_q = _lm_head(self.accelerator.unwrap_model(self.kl_ref_model)).weight.detach()
-        dtype = torch.promote_types(hidden_p.dtype, w_p.dtype)  # autocast may return fp32 states for bf16 weights
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kl_beta > 0):
-            stats = token_stats_from_hidden(
-                hidden_p.to(dtype), w_p.to(dtype), hidden_q.to(dtype), w_q.to(dtype), inputs["completion_ids"], mask,
-                temperature=float(self.temperature),  # TRL's logits z/τ (its sampler and its fused head)
-            )  # fmt: skip
-            self._log_kl(stats, mode)
-            if self.kl_beta == 0:
-                return hidden_p.new_zeros(())
-            per_seq = surrogate_from_stats(stats, self.kl_gradient, weights=self._kl_weights(trl_logps, inputs))  # [B]
+        if "tool_mask" in inputs:  # tool-output tokens carry no KL term
+            keep = inputs["tool_mask"].bool()
+            stats = TokenStats(*(x * keep for x in (stats.logp, stats.logq, stats.kl)), stats.mask & keep)
+        self._log_kl(stats, mode)
+        if self.kl_beta == 0:
+            return stats.kl.new_zeros(())
+        per_seq = surrogate_from_stats(stats, self.kl_gradient, weights=self._kl_weights(stats.logp.detach(), inputs))  # [B]
         term = self.kl_beta * per_seq.mean()
         if self.loss_is_scaled_for_ga and mode == "train":  # the trainer's loss is already divided by it
             term = term / self.current_gradient_accumulation_steps

@@ -34,28 +34,31 @@ def _logits(h: torch.Tensor, w: torch.Tensor, dtype: torch.dtype, temperature: f
 
 
 class FusedLinearRowStats(torch.autograd.Function):
-    """(logp, logq, kl) [N] from hidden rows h_p [N, H_p], h_q [N, H_q] and weights W_p [V, H_p], W_q [V, H_q]."""
+    """(logp, logq, kl, entropy) [N] from hidden rows h_p [N, H_p], h_q [N, H_q] and weights W_p [V, H_p],
+    W_q [V, H_q]; entropy H(p) only `with_entropy` (else zeros), and never differentiated."""
 
     @staticmethod
-    def forward(ctx, hidden_p, weight_p, hidden_q, weight_q, tokens, rows: int, temperature: float):
+    def forward(ctx, hidden_p, weight_p, hidden_q, weight_q, tokens, rows: int, temperature: float, with_entropy: bool = False):
         N = hidden_p.shape[0]  # rows (unmasked positions)
         dtype = accumulation_dtype(hidden_p)
-        out = hidden_p.new_empty((3, N), dtype=dtype)  # logp, logq, kl
+        out = hidden_p.new_zeros((4, N), dtype=dtype)  # logp, logq, kl, entropy
         for start in range(0, N, rows):
             sl = slice(start, start + rows)
             values = chunk_forward(
                 _logits(hidden_p[sl], weight_p, dtype, temperature),
                 _logits(hidden_q[sl], weight_q, dtype, temperature),
                 tokens[sl],
+                entropy=with_entropy,
             )
             for i, v in enumerate(values):
                 out[i, sl] = v
         ctx.save_for_backward(hidden_p, weight_p, hidden_q, weight_q, tokens, out[2])
         ctx.rows, ctx.temperature = rows, temperature
-        return out[0], out[1], out[2]
+        ctx.mark_non_differentiable(out[3])
+        return out[0], out[1], out[2], out[3]
 
     @staticmethod
-    def backward(ctx, g_lp, g_lq, g_kl):
+    def backward(ctx, g_lp, g_lq, g_kl, _g_entropy):
         hidden_p, weight_p, hidden_q, weight_q, tokens, kl = ctx.saved_tensors
         need_hp, need_wp, need_hq, need_wq = ctx.needs_input_grad[:4]
         need_p, need_q = need_hp or need_wp, need_hq or need_wq
@@ -93,7 +96,36 @@ class FusedLinearRowStats(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
+
+
+def row_stats_from_hidden(
+    hidden_p: torch.Tensor,
+    weight_p: torch.Tensor,
+    hidden_q: torch.Tensor,
+    weight_q: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row statistics of the logits h Wᵀ / τ, for rows already selected (no mask, no checks of a
+    [B, T] layout): hidden_p [N, H_p], hidden_q [N, H_q], weights [V, H], tokens [N] →
+    (logp, logq, kl, entropy), each [N] in the accumulation dtype; entropy = H(p) per row, not
+    differentiable; the others differentiable with respect to all four tensors, as in
+    `token_stats_from_hidden` (the same chunks, the same memory bound). For trainers that score their
+    own rows (lmkl.integrations.trl: TRL's log-probabilities and entropies and the KL in one pass)."""
+    if hidden_p.dim() != 2 or hidden_q.dim() != 2 or hidden_p.shape[0] != hidden_q.shape[0] or tokens.shape != hidden_p.shape[:1]:
+        raise ValueError(
+            f"hidden_p/hidden_q/tokens: expected [N, H_p], [N, H_q], [N], got {tuple(hidden_p.shape)}, "
+            f"{tuple(hidden_q.shape)}, {tuple(tokens.shape)}"
+        )
+    if weight_p.shape[0] != weight_q.shape[0] or weight_p.shape[-1] != hidden_p.shape[-1] or weight_q.shape[-1] != hidden_q.shape[-1]:
+        raise ValueError(f"weight_p/weight_q: expected [V, H_p], [V, H_q], got {tuple(weight_p.shape)}, {tuple(weight_q.shape)}")
+    V = weight_p.shape[0]
+    return FusedLinearRowStats.apply(
+        hidden_p, weight_p, hidden_q, weight_q, tokens.long(), rows_per_chunk(V, CHUNK_ELEMENTS), float(temperature), True
+    )
 
 
 def token_stats_from_hidden(
@@ -156,7 +188,7 @@ def token_stats_from_hidden(
     B, T, _ = hidden_p.shape  # batch, positions, hidden
     V = weight_p.shape[0]  # vocabulary
     check_tokens_mask(tokens, mask, B, T, V)
-    logp_n, logq_n, kl_n = FusedLinearRowStats.apply(
+    logp_n, logq_n, kl_n, _ = FusedLinearRowStats.apply(
         hidden_p[mask],
         weight_p,
         hidden_q[mask],
