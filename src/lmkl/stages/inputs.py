@@ -86,3 +86,16 @@ def read_test_prompts(paths: ProfilePaths, n: int | None) -> list[str]:
     if not prompts or (n is not None and len(prompts) < n):
         raise StageError(f"asked for {n or 'some'} prompts but {paths.prompts_test} has {len(prompts)}")
     return prompts if n is None else prompts[:n]
+
+
+def training_inputs(cfg) -> tuple[Path, list[str]]:
+    """(the reference model's folder, where every policy starts; the training prompts, the first
+    `train.max_train_prompts` of them) — what both training engines read."""
+    from lmkl.assets.prompts import read_prompts
+
+    paths = profile_paths(cfg)
+    policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
+    prompts = read_prompts(require(paths.prompts_train, "training prompts (run `lmkl download`)"))
+    if cfg.train.max_train_prompts is not None:
+        prompts = prompts[: cfg.train.max_train_prompts]
+    return policy_dir, prompts

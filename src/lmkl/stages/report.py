@@ -13,6 +13,7 @@ as a table, each verdict in its summary (`lmkl.tracking.log_report`).
 from __future__ import annotations
 
 import logging
+import math
 
 from lmkl.atomic import atomic_write_text
 from lmkl.stages import runner
@@ -24,7 +25,6 @@ from lmkl.stages.runner import StageError
 log = logging.getLogger("lmkl")
 
 
-
 def caption_rst(markdown: str) -> str:
     """A figure caption file (<figure>.md: a '# name' line, then paragraphs) as reStructuredText."""
     from lmkl.studies.claims_report import rst_escape
@@ -34,6 +34,8 @@ def caption_rst(markdown: str) -> str:
 
 
 def preamble(cfg: ReportConfig, tables) -> str:
+    from lmkl.studies.claims_bootstrap import MIN_SEEDS
+
     runs = tables["runs.csv"]
     return (
         f"Profile `{cfg.profile.name}`: {cfg.profile.description or ''} — {len(runs)} training runs "
@@ -41,8 +43,9 @@ def preamble(cfg: ReportConfig, tables) -> str:
         f"{len(cfg.sweep.seeds)} seeds, {cfg.train.steps} updates each). Intervals: percentile bootstrap, "
         f"{cfg.report.n_boot} resamples (numpy seed {cfg.report.seed}). Tables: results/{cfg.profile.name}/tables/; "
         "rules: `lmkl.studies.claims`. With S seeds the seed bootstrap has only C(2S−1, S) distinct resamples "
-        "(10 for S = 3): its intervals are optimistic, read them as a lower bound on the uncertainty; with "
-        "fewer than 3 seeds the claims resampled over seeds get no interval ([–, –]) and stay inconclusive."
+        f"({math.comb(2 * MIN_SEEDS - 1, MIN_SEEDS)} for S = {MIN_SEEDS}): its intervals are optimistic, read them as a "
+        f"lower bound on the uncertainty; with fewer than {MIN_SEEDS} seeds the claims resampled over seeds get no "
+        "interval ([–, –]) and stay inconclusive."
     )
 
 
@@ -79,7 +82,6 @@ def body(cfg: ReportConfig) -> None:
     from lmkl import tracking
 
     if tracking.enabled(cfg.wandb.enabled):
-
         fmt = "png" if "png" in cfg.figures.formats else None
         images = {f"figures/{n}": (paths.figures / f"{n}.{fmt}", captions[n]) for n in FIGURES} if fmt else {}
         summary = {f"claims/{r.claim.id}/verdict": r.verdict for r in results}

@@ -20,10 +20,9 @@ import logging
 import sys
 from pathlib import Path
 
-from lmkl.assets.prompts import read_prompts
 from lmkl.stages import runner
 from lmkl.stages.config import to_dict
-from lmkl.stages.inputs import load_pair_and_reward, require, require_assets, stage_device
+from lmkl.stages.inputs import load_pair_and_reward, require_assets, stage_device, training_inputs
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.run_tracking import start_training_run
 from lmkl.stages.runner import StageError
@@ -55,11 +54,7 @@ def fingerprint(cfg: RunConfig, rc) -> dict:
 
 def load_inputs(cfg: RunConfig, device: str):
     """(ModelPair(policy, reference), reward function, training prompts) from the profile's assets."""
-    paths = profile_paths(cfg)
-    policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
-    prompts = read_prompts(require(paths.prompts_train, "training prompts (run `lmkl download`)"))
-    if cfg.train.max_train_prompts is not None:
-        prompts = prompts[: cfg.train.max_train_prompts]
+    policy_dir, prompts = training_inputs(cfg)
     pair, reward = load_pair_and_reward(cfg, policy_dir, device)  # the policy starts as the reference
     return pair, reward, prompts
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lmkl.stages.inputs import require
+from lmkl.stages.inputs import training_inputs
 from lmkl.stages.pipeline_config import RunConfig, profile_paths
 from lmkl.stages.runner import StageError
 
@@ -36,17 +36,13 @@ def train_with_trl(cfg: RunConfig, rc, run_dir: Path, fingerprint: dict, overrid
 
     if cfg.train.processes > 1 and not launched():
         return _launch(cfg, run_dir, overrides)
-    from lmkl.assets.prompts import read_prompts
     from lmkl.integrations.trl.run import train_rloo
     from lmkl.rewards import make_reward
     from lmkl.stages.run_tracking import start_training_run
     from lmkl.stages.train import log_done, step_logger
 
     paths = profile_paths(cfg)
-    policy_dir = require(paths.policy, "reference model (run `lmkl download` / `lmkl pretrain`)")
-    prompts = read_prompts(require(paths.prompts_train, "training prompts (run `lmkl download`)"))
-    if cfg.train.max_train_prompts is not None:
-        prompts = prompts[: cfg.train.max_train_prompts]
+    policy_dir, prompts = training_inputs(cfg)
     if cfg.model.dtype != "float32":
         raise StageError(f"model.dtype: train.engine=trl trains in float32 here, got {cfg.model.dtype!r}")
     try:

@@ -68,26 +68,16 @@ def start_run(
     )
 
 
-def log_summary(
-    *,
-    project: str,
-    name: str,
-    group: str,
-    job_type: str,
-    config: dict[str, Any],
-    dir: str | os.PathLike,
-    summary: dict[str, Any],
-    table=None,
-) -> None:
-    """One run holding `config` and `summary`; `table` (a pandas DataFrame) is logged as a wandb.Table
-    under `<job_type>/summary`."""
+def log_summary(*, summary: dict[str, Any], table=None, **init) -> None:
+    """One run holding `init["config"]` and `summary`; `table` (a pandas DataFrame) is logged as a
+    wandb.Table under `<job_type>/summary`. `init` takes start_run's keyword arguments."""
     import wandb
 
-    run = start_run(project=project, name=name, group=group, job_type=job_type, config=config, dir=dir)
+    run = start_run(**init)
     try:
         run.summary.update(summary)
         if table is not None:
-            run.log({f"{job_type}/summary": wandb.Table(dataframe=table)})
+            run.log({f"{init['job_type']}/summary": wandb.Table(dataframe=table)})
     finally:
         run.finish()
 
