@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmkl.kl import token_stats, token_stats_from_hidden
+from lmkl.kl import row_stats_from_hidden, token_stats, token_stats_from_hidden
 
 
 def _inputs(dtype, seed=0):
@@ -96,3 +96,19 @@ def test_equals_the_scoring_path_with_temperature_and_padded_lm_head(dtype):
         token_stats_from_hidden(hp, wp, hq, wq, tokens, mask, temperature=0.0)
     with pytest.raises(ValueError, match="weight_q"):
         token_stats_from_hidden(hp, wp, hq, wq[:-1], tokens, mask, vocab_size=V)
+
+
+def test_row_stats_equal_the_masked_rows_and_refuse_nan():
+    """`row_stats_from_hidden` on the unmasked rows gives token_stats_from_hidden's values there, the
+    entropy H(p) of the materialized distribution, and a ValueError naming the input for a NaN state."""
+    (hp, wp, hq, wq), tokens, mask = _inputs(torch.float64)
+    stats = token_stats_from_hidden(hp, wp, hq, wq, tokens, mask)
+    logp, logq, kl, entropy = row_stats_from_hidden(hp[mask], wp, hq[mask], wq, tokens[mask])
+    for got, want in ((logp, stats.logp), (logq, stats.logq), (kl, stats.kl)):
+        torch.testing.assert_close(got, want[mask], rtol=0, atol=1e-12)
+    log_p = torch.log_softmax(hp[mask] @ wp.T, dim=-1)
+    torch.testing.assert_close(entropy, -(log_p.exp() * log_p).sum(-1), rtol=0, atol=1e-10)
+    bad = hq.detach()[mask].clone()
+    bad[7, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"hidden_q/weight_q: NaN .* row 7 "):
+        row_stats_from_hidden(hp[mask], wp, bad, wq, tokens[mask])

@@ -19,7 +19,7 @@ from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 from lmkl.integrations.trl import KL_GRADIENTS, RBGRPOTrainer, RBRLOOTrainer
 from lmkl.integrations.trl.mixin import REF_HIDDEN
 from lmkl.integrations.trl.shared_head import SharedPolicyHead, shared_policy_head
-from lmkl.kl import kl_surrogate, surrogate_from_stats, token_stats
+from lmkl.kl import kl_surrogate, row_stats_from_hidden, surrogate_from_stats, token_stats
 from lmkl.models.testing import build_tiny_gpt2, build_tiny_tokenizer
 
 PROMPTS = ["The movie was", "Boring, slow and far too long. I would", "A", "It was fine:"]
@@ -184,3 +184,39 @@ def test_bad_options_are_refused(dirs, tmp_path):
             RBGRPOTrainer(_load(p_dir), reward, args=_config("grpo", tmp_path), train_dataset=ds, **kwargs)
     with pytest.raises(ValueError, match="args"):
         RBRLOOTrainer(_load(p_dir), reward, train_dataset=ds)
+
+
+@pytest.mark.parametrize("layout", ["all positions", "compact"])
+def test_shared_head_maps_both_of_trls_row_layouts(layout):
+    """TRL hands its fused head every position of a micro-batch (CPU) or only the valid completion
+    positions (Triton devices, "compact"); either way the shared head scores exactly the completion
+    rows, returns their log-probs at those rows (0 elsewhere) and assembles the same [B, T] stats."""
+    g = torch.Generator().manual_seed(0)
+    B, P, T, H, V = 2, 2, 3, 4, 5  # sequences, prompt width, completion positions, hidden, vocabulary
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    completion = torch.randint(0, V, (B, T), generator=g)
+    h_q, w_q, w_p = torch.randn(B, T, H, generator=g), torch.randn(V, H, generator=g), torch.randn(V, H, generator=g)
+    h_p = torch.randn(B, T, H, generator=g)  # the policy's states at the completion positions
+    if layout == "compact":
+        hidden, labels, rows = h_p[mask], completion[mask], torch.arange(int(mask.sum()))
+    else:  # [B·(P+T−1), H]: completion token t of sequence i at row i·(P+T−1) + P−1+t; labels 0 elsewhere
+        width = P + T - 1
+        hidden, labels = torch.randn(B * width, H, generator=g), torch.zeros(B * width, dtype=torch.long)
+        i, t = mask.nonzero(as_tuple=True)
+        rows = i * width + P - 1 + t
+        hidden[rows], labels[rows] = h_p[mask], completion[mask]
+    head = SharedPolicyHead(h_q, w_q, completion, mask.long(), P)
+    log_probs, entropy, *rest = head.apply(hidden, w_p, None, labels, 1.0, 0, None, 1.0, ("log_probs", "entropy"))
+    want = row_stats_from_hidden(h_p[mask], w_p, h_q[mask], w_q, completion[mask])
+    torch.testing.assert_close(log_probs[rows], want[0], rtol=0, atol=0)
+    torch.testing.assert_close(entropy[rows], want[3], rtol=0, atol=0)
+    others = torch.ones(hidden.shape[0], dtype=torch.bool)
+    others[rows] = False
+    assert not log_probs[others].any() and rest == [None, None, None]
+    stats = head.stats()
+    torch.testing.assert_close(stats.kl[mask], want[2], rtol=0, atol=0)
+    assert not stats.kl[~mask].any()
+    with pytest.raises(RuntimeError, match="line up"):  # tokens that are not the completion's
+        SharedPolicyHead(h_q, w_q, completion, mask.long(), P).apply(
+            hidden, w_p, None, (labels + 1) % V if layout == "compact" else labels.roll(1), 1.0, 0, None, 1.0, ("log_probs",)
+        )

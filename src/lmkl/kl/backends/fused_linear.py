@@ -114,7 +114,8 @@ def row_stats_from_hidden(
     (logp, logq, kl, entropy), each [N] in the accumulation dtype; entropy = H(p) per row, not
     differentiable; the others differentiable with respect to all four tensors, as in
     `token_stats_from_hidden` (the same chunks, the same memory bound). For trainers that score their
-    own rows (lmkl.integrations.trl: TRL's log-probabilities and entropies and the KL in one pass)."""
+    own rows (lmkl.integrations.trl: TRL's log-probabilities and entropies and the KL in one pass).
+    ValueError on mismatched shapes, or NaN statistics (NaN in a hidden state or weight) naming the row."""
     if hidden_p.dim() != 2 or hidden_q.dim() != 2 or hidden_p.shape[0] != hidden_q.shape[0] or tokens.shape != hidden_p.shape[:1]:
         raise ValueError(
             f"hidden_p/hidden_q/tokens: expected [N, H_p], [N, H_q], [N], got {tuple(hidden_p.shape)}, "
@@ -123,9 +124,14 @@ def row_stats_from_hidden(
     if weight_p.shape[0] != weight_q.shape[0] or weight_p.shape[-1] != hidden_p.shape[-1] or weight_q.shape[-1] != hidden_q.shape[-1]:
         raise ValueError(f"weight_p/weight_q: expected [V, H_p], [V, H_q], got {tuple(weight_p.shape)}, {tuple(weight_q.shape)}")
     V = weight_p.shape[0]
-    return FusedLinearRowStats.apply(
+    out = FusedLinearRowStats.apply(
         hidden_p, weight_p, hidden_q, weight_q, tokens.long(), rows_per_chunk(V, CHUNK_ELEMENTS), float(temperature), True
     )
+    for values, which in zip(out[:3], ("hidden_p/weight_p", "hidden_q/weight_q", "hidden/weight")):
+        bad = torch.isnan(values)
+        if bool(bad.any()):
+            raise ValueError(f"{which}: NaN logits (or every logit −inf) at row {int(bad.nonzero()[0, 0])} of {values.shape[0]}")
+    return out
 
 
 def token_stats_from_hidden(
