@@ -1,4 +1,5 @@
-"""When does `compiled` pay for its compilation? The crossover behind `auto_cpu.COMPILE_AFTER_S`.
+"""When does `compiled` pay for its compilation? The crossovers behind `auto_cpu.COMPILE_AFTER_S` (forwards)
+and `auto_cpu.COMPILE_AFTER_TRAIN_S` (training).
 
     .venv/bin/python benchmarks/auto_crossover.py [--N 512 --V 50257 --threads 2 --reps 5]
 
